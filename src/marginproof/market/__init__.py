@@ -1,0 +1,5 @@
+"""Market data snapshots."""
+
+from marginproof.market.snapshot import MarketSnapshot
+
+__all__ = ["MarketSnapshot"]

@@ -1,0 +1,143 @@
+"""Compiled Black-76 kernels (numba, parallel, cached).
+
+The plain-Python twin is :mod:`marginproof.pricing._black76_reference`; tests assert they agree.
+Set ``MARGINPROOF_DISABLE_NUMBA=1`` to run these kernels as plain Python (slow, for debugging).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover - debugging aid
+
+    def njit(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+        def wrap(fn: F) -> F:
+            return fn
+
+        return wrap
+
+    prange = range
+else:
+    from numba import njit, prange  # type: ignore[no-redef]
+
+SQRT2 = math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# sigma*sqrt(T) at or beyond this: the call is worth D*F (Derive's edge rule, exchange-presets)
+MAX_TOTAL_VOL = 24.0
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _ncdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / SQRT2)
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _price_one(f: float, k: float, t: float, s: float, call: bool, d: float) -> float:
+    sd = s * math.sqrt(t) if t > 0.0 else 0.0
+    if k <= 0.0:
+        return d * f if call else 0.0
+    if sd <= 0.0:
+        return d * max(f - k, 0.0) if call else d * max(k - f, 0.0)
+    if sd >= MAX_TOTAL_VOL:
+        c = d * f
+        return c if call else max(c + d * (k - f), 0.0)
+    d1 = (math.log(f / k) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    if call:
+        v = d * (f * _ncdf(d1) - k * _ncdf(d2))
+        return min(max(v, d * max(f - k, 0.0)), d * f)
+    v = d * (k * _ncdf(-d2) - f * _ncdf(-d1))
+    return min(max(v, d * max(k - f, 0.0)), d * k)
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def black76_price_kernel(
+    f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
+    d: np.ndarray, out: np.ndarray,
+) -> None:
+    """Black-76 prices into ``out``; all arrays shape (n,)."""
+    for i in prange(f.shape[0]):
+        out[i] = _price_one(f[i], k[i], t[i], s[i], call[i], d[i])
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def black76_greeks_kernel(
+    f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
+    d: np.ndarray, r: np.ndarray, out: np.ndarray,
+) -> None:
+    """Price and greeks into ``out`` of shape (7, n).
+
+    Rows: price, delta, gamma, vega (per 1.00 vol), theta (per year, F fixed),
+    vanna (d delta / d vol), volga (d vega / d vol). Zero greeks where the option
+    has no time value (T = 0, vol = 0, or K <= 0).
+    """
+    n = f.shape[0]
+    for i in prange(n):
+        fi = f[i]
+        ki = k[i]
+        ti = t[i]
+        si = s[i]
+        di = d[i]
+        ci = call[i]
+        price = _price_one(fi, ki, ti, si, ci, di)
+        out[0, i] = price
+        sqt = math.sqrt(ti) if ti > 0.0 else 0.0
+        sd = si * sqt
+        if ki <= 0.0 or sd <= 0.0 or sd >= MAX_TOTAL_VOL:
+            if ki <= 0.0:
+                delta = di if ci else 0.0
+            elif ci:
+                delta = di if fi > ki else 0.0
+            else:
+                delta = -di if fi < ki else 0.0
+            out[1, i] = delta
+            out[2, i] = 0.0
+            out[3, i] = 0.0
+            out[4, i] = r[i] * price
+            out[5, i] = 0.0
+            out[6, i] = 0.0
+            continue
+        d1 = (math.log(fi / ki) + 0.5 * sd * sd) / sd
+        d2 = d1 - sd
+        pdf = INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+        nd1 = _ncdf(d1)
+        out[1, i] = di * nd1 if ci else -di * (1.0 - nd1)
+        out[2, i] = di * pdf / (fi * sd)
+        vega = di * fi * pdf * sqt
+        out[3, i] = vega
+        out[4, i] = -di * fi * pdf * si / (2.0 * sqt) + r[i] * price
+        out[5, i] = -di * pdf * d2 / si
+        out[6, i] = vega * d1 * d2 / si
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def scenario_values_kernel(
+    f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
+    d: np.ndarray, moves: np.ndarray, vol_mult: np.ndarray, vol_floor: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Option values under a grid of (price move, vol multiplier) scenarios.
+
+    Parameters
+    ----------
+    f, k, t, s, call, d : ndarray, shape (n,)
+    moves : ndarray, shape (n_scen, n)
+        Relative forward moves (F' = F * (1 + move)).
+    vol_mult : ndarray, shape (n_scen, n)
+        Multiplier applied to each option's vol in each scenario.
+    vol_floor : ndarray, shape (n_scen, n)
+        Lower bound of the shocked vol (0 for none).
+    out : ndarray, shape (n_scen, n)
+    """
+    n = f.shape[0]
+    for i in prange(n):
+        for j in range(moves.shape[0]):
+            sv = max(s[i] * vol_mult[j, i], vol_floor[j, i])
+            out[j, i] = _price_one(f[i] * (1.0 + moves[j, i]), k[i], t[i], sv, call[i], d[i])
