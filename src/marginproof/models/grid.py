@@ -94,6 +94,13 @@ class GridModel(BaseMarginModel):
         vol_floor = np.broadcast_to(floor, moves.shape).copy()
         return moves, vol_mult, vol_floor
 
+    def _group_label(self, group: str, j: int) -> str:
+        unit, shocks = self.scenario_axes()
+        u, v = unit[j // len(shocks)], shocks[j % len(shocks)]
+        if group == "portfolio":
+            return f"move {u:+.0%} of range, vol {v}"
+        return f"{group} {u * self.price_range(group):+.1%}, vol {v}"
+
     # -- margin ----------------------------------------------------------------------------
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> MarginResult:
         book = resolve(portfolio, market)
@@ -122,7 +129,7 @@ class GridModel(BaseMarginModel):
             req = max(loss, minimum)
             components[f"scenario_loss:{gname}"] = loss
             components[f"short_option_minimum:{gname}"] = minimum
-            worst.append(WorstScenario(labels[j], j, loss, gname))
+            worst.append(WorstScenario(self._group_label(gname, j), j, loss, gname))
             contributions[mask] = -pnl[j, mask]
             im += req
         mm = float(self.params["maintenance"]["mm_fraction"]) * im

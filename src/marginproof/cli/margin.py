@@ -1,0 +1,167 @@
+"""``margin``, ``compare``, ``explain`` and ``schema`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from marginproof.cli.common import console, handle_errors, print_json
+from marginproof.errors import InputError, MarginproofError
+from marginproof.formats import json_schemas, load_market, load_portfolio
+from marginproof.models.registry import available_models, get_model
+from marginproof.models.result import MarginResult
+
+PortfolioOpt = Annotated[Path, typer.Option("--portfolio", "-p", help="Portfolio JSON file")]
+MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market snapshot JSON file")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model or preset name")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Parameter file (TOML)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.6g}"
+
+
+def render_result(r: MarginResult) -> None:
+    """Readable table of one result."""
+    t = Table(title=f"{r.model} margin ({r.currency})", show_header=True)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("initial margin", _fmt(r.initial_margin))
+    t.add_row("maintenance margin", _fmt(r.maintenance_margin))
+    for k, v in r.components.items():
+        t.add_row(f"  {k}", _fmt(float(v)))
+    ws = r.worst_scenario
+    t.add_row("worst scenario", "-" if ws is None else f"{ws.label} (loss {_fmt(ws.loss)})")
+    t.add_row("market time", r.market_timestamp.isoformat())
+    t.add_row("params hash", r.params_hash[:16] + "...")
+    console.print(t)
+    g = Table(title="Greeks by underlying (USD)")
+    for c in ("underlying", "delta (coin)", "delta (USD)", "gamma", "vega/vol pt",
+              "theta/day"):
+        g.add_column(c, justify="right")
+    for und, d in r.greeks.by_underlying().items():
+        g.add_row(und, _fmt(d["delta_coin"]), _fmt(d["delta_usd"]),
+                  f"{d['gamma_coin_per_usd']:.4g}", _fmt(d["vega_usd_per_vol_point"]),
+                  _fmt(d["theta_usd_per_day"]))
+    console.print(g)
+
+
+def result_json(r: MarginResult) -> dict[str, Any]:
+    d = r.to_dict()
+    g = r.greeks.to_dict()
+    d["greeks"] = g
+    return d
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the commands to ``app``."""
+
+    @app.command()
+    @handle_errors
+    def margin(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
+               config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+        """Margin of a portfolio under one model or preset."""
+        acct = load_portfolio(portfolio)
+        mkt = load_market(market)
+        r = get_model(model, config).margin(acct.portfolio, mkt)
+        if json_out:
+            print_json(result_json(r))
+        else:
+            render_result(r)
+
+    @app.command()
+    @handle_errors
+    def compare(portfolio: PortfolioOpt, market: MarketOpt, json_out: JsonOpt = False) -> None:
+        """IM and MM under every model and preset, with each one's worst scenario."""
+        acct = load_portfolio(portfolio)
+        mkt = load_market(market)
+        rows: list[dict[str, Any]] = []
+        for name in available_models():
+            try:
+                r = get_model(name).margin(acct.portfolio, mkt)
+            except MarginproofError as exc:  # a preset may not cover this book
+                field = exc.field if isinstance(exc, InputError) else ""
+                rows.append({"model": name, "error": f"{field}: {exc}" if field else str(exc)})
+                continue
+            ws = r.worst_scenario
+            rows.append({"model": name, "currency": r.currency,
+                         "initial_margin": r.initial_margin,
+                         "maintenance_margin": r.maintenance_margin,
+                         "worst_scenario": None if ws is None else ws.label,
+                         "worst_loss": None if ws is None else ws.loss,
+                         "params_hash": r.params_hash})
+        if json_out:
+            print_json({"portfolio": acct.account_id, "market_timestamp":
+                        mkt.timestamp.isoformat(), "models": rows})
+            return
+        t = Table(title=f"Margin of {acct.account_id} under every model")
+        for c in ("model", "ccy", "IM", "MM", "worst scenario"):
+            t.add_column(c, justify="right" if c in ("IM", "MM") else "left")
+        for row in rows:
+            if "error" in row:
+                t.add_row(row["model"], "", "n/a", "n/a", f"[red]{row['error']}[/]")
+            else:
+                t.add_row(row["model"], row["currency"], _fmt(row["initial_margin"]),
+                          _fmt(row["maintenance_margin"]), row["worst_scenario"] or "-")
+        console.print(t)
+
+    @app.command()
+    @handle_errors
+    def explain(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
+                config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+        """Why the margin is what it is: components, binding scenario, risk matrix."""
+        acct = load_portfolio(portfolio)
+        mkt = load_market(market)
+        r = get_model(model, config).margin(acct.portfolio, mkt)
+        if json_out:
+            print_json(r.to_dict(include_scenarios=True))
+            return
+        render_result(r)
+        comps = {k: float(v) for k, v in r.components.items()}
+        if comps:
+            binding = max(comps, key=lambda k: comps[k])
+            console.print(f"binding component: [bold]{binding}[/] = {_fmt(comps[binding])}")
+        rm = r.details.get("risk_matrix")
+        if isinstance(rm, dict) and "values" in rm:
+            t = Table(title=rm.get("title", "risk matrix (P&L, gains positive)"))
+            t.add_column(rm.get("row_label", "move"))
+            for c in rm["columns"]:
+                t.add_column(str(c), justify="right")
+            for lab, vals in zip(rm["rows"], rm["values"], strict=True):
+                t.add_row(str(lab), *(_fmt(float(v)) for v in vals))
+            console.print(t)
+        elif len(r.scenario_labels):
+            t = Table(title="scenario P&L (portfolio, gains positive)")
+            t.add_column("scenario")
+            t.add_column("P&L", justify="right")
+            tot = r.scenario_pnl.sum(axis=1)
+            for lab, v in zip(r.scenario_labels, tot, strict=True):
+                t.add_row(lab, _fmt(float(v)))
+            console.print(t)
+        c = Table(title="contributions by position")
+        c.add_column("position")
+        c.add_column("contribution", justify="right")
+        for name, v in zip(r.position_names, r.contributions, strict=True):
+            c.add_row(name, _fmt(float(v)))
+        console.print(c)
+
+    @app.command()
+    @handle_errors
+    def schema(out: Annotated[Path, typer.Option(help="Directory to write to")] = Path("schemas"),
+               ) -> None:
+        """Write the JSON Schemas of the portfolio and market formats."""
+        out.mkdir(parents=True, exist_ok=True)
+        for fname, sch in json_schemas().items():
+            (out / fname).write_text(json.dumps(sch, indent=2) + "\n")
+            console.print(f"wrote {out / fname}")
+
+    @app.command(name="models")
+    def list_models() -> None:
+        """List the registered models and presets."""
+        for name in available_models():
+            console.print(name)

@@ -1,0 +1,1 @@
+"""Feeds: adapters from recorded or live venue data to validated market snapshots."""
