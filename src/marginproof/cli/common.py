@@ -30,10 +30,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
-            err_console.print(f"[bold red]error[/]: {exc.field}: {exc.message}", highlight=False)
+            err_console.print(f"[bold red]error[/]: {exc.field}: {exc.message}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except MarginproofError as exc:
-            err_console.print(f"[bold red]error[/]: {exc}", highlight=False)
+            err_console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

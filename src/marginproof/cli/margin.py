@@ -12,6 +12,7 @@ from rich.table import Table
 from marginproof.cli.common import console, handle_errors, print_json
 from marginproof.errors import InputError, MarginproofError
 from marginproof.formats import json_schemas, load_market, load_portfolio
+from marginproof.instruments.collateral import value_collateral
 from marginproof.models.registry import available_models, get_model
 from marginproof.models.result import MarginResult
 
@@ -69,10 +70,20 @@ def register(app: typer.Typer) -> None:
         acct = load_portfolio(portfolio)
         mkt = load_market(market)
         r = get_model(model, config).margin(acct.portfolio, mkt)
+        out = result_json(r)
+        if acct.collateral and r.currency == "USD":
+            cv = value_collateral(acct.collateral, mkt)
+            out["collateral_value_usd"] = cv.total_usd
+            out["excess_over_initial_margin_usd"] = cv.total_usd - r.initial_margin
+            out["excess_over_maintenance_margin_usd"] = cv.total_usd - r.maintenance_margin
         if json_out:
-            print_json(result_json(r))
+            print_json(out)
         else:
             render_result(r)
+            if "collateral_value_usd" in out:
+                console.print(f"collateral (after haircuts): {_fmt(out['collateral_value_usd'])}"
+                              f" USD; excess over IM: "
+                              f"{_fmt(out['excess_over_initial_margin_usd'])} USD")
 
     @app.command()
     @handle_errors

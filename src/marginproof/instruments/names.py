@@ -81,8 +81,9 @@ def parse_instrument(name: str, field: str = "instrument") -> Instrument:
     """
     if not isinstance(name, str) or not name or name != name.strip():
         raise InputError(field, f"bad instrument name {name!r}")
-    tokens = name.upper().split("-")
-    if name != name.upper():
+    tokens = name.split("-")
+    # upper case everywhere except the "d" decimal point of a strike
+    if any(tok != tok.upper() for i, tok in enumerate(tokens) if not (len(tokens) == 4 and i == 2)):
         raise InputError(field, f"instrument names are upper case: {name!r}")
     base, quote = _parse_base(tokens[0], field)
     linear = quote is not None

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from marginproof.errors import InputError
 from marginproof.instruments.contracts import Instrument
@@ -38,9 +39,27 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Portfolio:
-    """An ordered collection of positions (one per line; duplicates are allowed)."""
+    """An ordered collection of positions (one per line; duplicates are allowed).
+
+    Attributes
+    ----------
+    positions : tuple of Position
+    collateral : Mapping[str, float]
+        Balances held alongside the positions (asset -> amount, ``USDC`` signed cash). Only
+        the exchange presets that margin cash and collateral read it (Derive); the file
+        reader fills it from the portfolio file's ``collateral``. Empty by default.
+    preset_inputs : Mapping[str, Any]
+        Account-level inputs of the exchange presets (perp unrealised P&L, Deribit MMP and
+        open-order margins ...), validated by the presets; see ``docs/formats.md``.
+    """
 
     positions: tuple[Position, ...]
+    collateral: Mapping[str, float] = field(default_factory=dict, hash=False)
+    preset_inputs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "collateral", MappingProxyType(dict(self.collateral)))
+        object.__setattr__(self, "preset_inputs", MappingProxyType(dict(self.preset_inputs)))
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -54,11 +73,13 @@ class Portfolio:
         )
 
     def scaled(self, k: float) -> Portfolio:
-        """Every quantity multiplied by ``k``."""
-        return Portfolio(tuple(Position(p.instrument, p.quantity * k) for p in self.positions))
+        """Every quantity multiplied by ``k`` (collateral and preset inputs unchanged)."""
+        return Portfolio(tuple(Position(p.instrument, p.quantity * k) for p in self.positions),
+                         self.collateral, self.preset_inputs)
 
     def __add__(self, other: Portfolio) -> Portfolio:
-        return Portfolio(self.positions + other.positions)
+        """Positions of both; collateral and preset inputs of the left operand."""
+        return Portfolio(self.positions + other.positions, self.collateral, self.preset_inputs)
 
     @property
     def underlyings(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ def price(f: float, k: float, t: float, s: float, call: bool, d: float = 1.0) ->
     sd = s * math.sqrt(t) if t > 0 else 0.0
     if k <= 0:
         return d * f if call else 0.0
-    if sd <= 0:
+    if sd <= 1e-12:
         return d * max(f - k, 0.0) if call else d * max(k - f, 0.0)
     if sd >= 24.0:
         return d * f if call else max(d * f + d * (k - f), 0.0)
@@ -36,7 +36,7 @@ def greeks(
     p = price(f, k, t, s, call, d)
     sqt = math.sqrt(t) if t > 0 else 0.0
     sd = s * sqt
-    if k <= 0 or sd <= 0 or sd >= 24.0:
+    if k <= 0 or sd <= 1e-12 or sd >= 24.0:
         if k <= 0:
             delta = d if call else 0.0
         elif call:

@@ -31,6 +31,8 @@ SQRT2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # sigma*sqrt(T) at or beyond this: the call is worth D*F (Derive's edge rule, exchange-presets)
 MAX_TOTAL_VOL = 24.0
+# below this total vol the option is priced at intrinsic (greeks would be 0 * inf)
+MIN_TOTAL_VOL = 1e-12
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -43,7 +45,7 @@ def _price_one(f: float, k: float, t: float, s: float, call: bool, d: float) -> 
     sd = s * math.sqrt(t) if t > 0.0 else 0.0
     if k <= 0.0:
         return d * f if call else 0.0
-    if sd <= 0.0:
+    if sd <= MIN_TOTAL_VOL:
         return d * max(f - k, 0.0) if call else d * max(k - f, 0.0)
     if sd >= MAX_TOTAL_VOL:
         c = d * f
@@ -90,7 +92,7 @@ def black76_greeks_kernel(
         out[0, i] = price
         sqt = math.sqrt(ti) if ti > 0.0 else 0.0
         sd = si * sqt
-        if ki <= 0.0 or sd <= 0.0 or sd >= MAX_TOTAL_VOL:
+        if ki <= 0.0 or sd <= MIN_TOTAL_VOL or sd >= MAX_TOTAL_VOL:
             if ki <= 0.0:
                 delta = di if ci else 0.0
             elif ci:
