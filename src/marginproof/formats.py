@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from marginproof.errors import InputError
 from marginproof.instruments.portfolio import Account, Portfolio, Position
 from marginproof.market.snapshot import MarketSnapshot
+from marginproof.models.presets.inputs import (
+    PresetMarketInputsIn,
+    PresetPortfolioInputsIn,
+    dump_market_inputs,
+    dump_portfolio_inputs,
+)
 
 
 class PositionIn(BaseModel):
@@ -42,6 +48,8 @@ class PortfolioIn(BaseModel):
     positions: list[PositionIn]
     collateral: dict[str, float] = Field(default_factory=dict,
                                          description="asset -> amount in that asset")
+    preset_inputs: PresetPortfolioInputsIn | None = Field(
+        default=None, description="account inputs of the exchange presets (docs/formats.md)")
 
 
 class MarketIn(BaseModel):
@@ -55,6 +63,8 @@ class MarketIn(BaseModel):
     implied_vols: dict[str, float] = Field(default_factory=dict)
     rates: dict[str, float] = Field(default_factory=dict)
     funding_rates: dict[str, float] = Field(default_factory=dict)
+    preset_inputs: PresetMarketInputsIn | None = Field(
+        default=None, description="market inputs of the exchange presets (docs/formats.md)")
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -98,7 +108,8 @@ def portfolio_from_dict(data: Any) -> Account:
         Position.of(p.instrument, p.quantity, f"positions[{i}]")
         for i, p in enumerate(doc.positions)
     )
-    return Account(doc.account_id, Portfolio(positions), dict(doc.collateral))
+    book = Portfolio(positions, dict(doc.collateral), dump_portfolio_inputs(doc.preset_inputs))
+    return Account(doc.account_id, book, dict(doc.collateral))
 
 
 def market_from_dict(data: Any) -> MarketSnapshot:
@@ -109,7 +120,7 @@ def market_from_dict(data: Any) -> MarketSnapshot:
     return MarketSnapshot(
         timestamp=doc.timestamp, index_prices=doc.index_prices, forwards=doc.forwards,
         mark_prices=doc.mark_prices, implied_vols=doc.implied_vols, rates=doc.rates,
-        funding_rates=doc.funding_rates,
+        funding_rates=doc.funding_rates, preset_inputs=dump_market_inputs(doc.preset_inputs),
     )
 
 
@@ -124,6 +135,8 @@ def market_to_dict(m: MarketSnapshot) -> dict[str, Any]:
         "implied_vols": dict(m.implied_vols),
         "rates": dict(m.rates),
         "funding_rates": dict(m.funding_rates),
+        **({"preset_inputs": PresetMarketInputsIn.model_validate(dict(m.preset_inputs))
+            .model_dump(mode="json", exclude_defaults=True)} if m.preset_inputs else {}),
     }
 
 
@@ -134,6 +147,8 @@ def portfolio_to_dict(a: Account) -> dict[str, Any]:
         "positions": [{"instrument": p.instrument.name, "quantity": p.quantity}
                       for p in a.portfolio.positions],
         "collateral": dict(a.collateral),
+        **({"preset_inputs": dict(a.portfolio.preset_inputs)}
+           if a.portfolio.preset_inputs else {}),
     }
 
 

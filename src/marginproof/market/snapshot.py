@@ -78,6 +78,10 @@ class MarketSnapshot:
         Underlying -> continuously compounded rate used for discounting (default 0).
     funding_rates : Mapping[str, float]
         Perpetual name -> current funding rate per 8 h.
+    preset_inputs : Mapping[str, Any]
+        Market-level inputs only the exchange presets use (feed confidences, stable-coin
+        price, per-expiry rates, fixed forward portions), validated by the presets; see
+        ``docs/formats.md``. Empty by default.
     """
 
     timestamp: datetime
@@ -87,6 +91,7 @@ class MarketSnapshot:
     implied_vols: Mapping[str, float] = field(default_factory=dict)
     rates: Mapping[str, float] = field(default_factory=dict)
     funding_rates: Mapping[str, float] = field(default_factory=dict)
+    preset_inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ts = self.timestamp
@@ -117,6 +122,7 @@ class MarketSnapshot:
         object.__setattr__(self, "implied_vols", _freeze(vols))
         object.__setattr__(self, "rates", _freeze(rates))
         object.__setattr__(self, "funding_rates", _freeze(funding))
+        object.__setattr__(self, "preset_inputs", _freeze(dict(self.preset_inputs)))
 
     # -- lookups ---------------------------------------------------------------------------
     def index(self, asset: str, field_name: str | None = None) -> float:
@@ -156,5 +162,5 @@ class MarketSnapshot:
         idx.update(prices)
         return MarketSnapshot(
             self.timestamp, idx, self.forwards, self.mark_prices, self.implied_vols,
-            self.rates, self.funding_rates,
+            self.rates, self.funding_rates, self.preset_inputs,
         )
