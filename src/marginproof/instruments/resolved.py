@@ -80,7 +80,7 @@ class ResolvedBook:
 
     @property
     def is_option(self) -> NDArray[np.bool_]:
-        return self.kind == 3
+        return np.asarray(self.kind == 3, dtype=np.bool_)
 
     @property
     def coin_quantity(self) -> NDArray[np.float64]:

@@ -4,7 +4,8 @@ Method: each underlying moves by ``range * j / n`` (``j = -n..n``) while option 
 ``down / none / up`` shocks scaled by ``(30 / DTE) ** power``; every position is revalued in full
 (:func:`marginproof.scenarios.scenario_pnl_usd`). Per underlying, the requirement is the worst
 scenario loss, floored by a short-option minimum; with no cross-underlying offset (default) the
-account IM is the sum over underlyings, otherwise the worst joint scenario. ``MM = mm_fraction * IM``.
+account IM is the sum over underlyings, otherwise the worst joint scenario.
+``MM = mm_fraction * IM``.
 
 Contributions: each position's loss in the binding scenario of its underlying (they add up to
 the scenario-loss component).

@@ -25,7 +25,7 @@ if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover - deb
 
     prange = range
 else:
-    from numba import njit, prange  # type: ignore[no-redef]
+    from numba import njit, prange
 
 SQRT2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -88,17 +88,17 @@ def black76_greeks_kernel(
         si = s[i]
         di = d[i]
         ci = call[i]
-        price = _price_one(fi, ki, ti, si, ci, di)
-        out[0, i] = price
         sqt = math.sqrt(ti) if ti > 0.0 else 0.0
         sd = si * sqt
         if ki <= 0.0 or sd <= MIN_TOTAL_VOL or sd >= MAX_TOTAL_VOL:
+            price = _price_one(fi, ki, ti, si, ci, di)
             if ki <= 0.0:
                 delta = di if ci else 0.0
             elif ci:
                 delta = di if fi > ki else 0.0
             else:
                 delta = -di if fi < ki else 0.0
+            out[0, i] = price
             out[1, i] = delta
             out[2, i] = 0.0
             out[3, i] = 0.0
@@ -106,11 +106,24 @@ def black76_greeks_kernel(
             out[5, i] = 0.0
             out[6, i] = 0.0
             continue
+        # one log, two erfc, one exp per option: price and greeks share d1, d2, N(.), pdf
         d1 = (math.log(fi / ki) + 0.5 * sd * sd) / sd
         d2 = d1 - sd
-        pdf = INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
         nd1 = _ncdf(d1)
-        out[1, i] = di * nd1 if ci else -di * (1.0 - nd1)
+        nd2 = _ncdf(d2)
+        if ci:
+            price = di * (fi * nd1 - ki * nd2)
+            price = min(max(price, di * max(fi - ki, 0.0)), di * fi)
+            out[1, i] = di * nd1
+        else:
+            # N(-x) = 1 - N(x) loses digits deep OTM: use erfc of the other sign there
+            nmd1 = _ncdf(-d1) if d1 > 0.0 else 1.0 - nd1
+            nmd2 = _ncdf(-d2) if d2 > 0.0 else 1.0 - nd2
+            price = di * (ki * nmd2 - fi * nmd1)
+            price = min(max(price, di * max(ki - fi, 0.0)), di * ki)
+            out[1, i] = -di * nmd1
+        pdf = INV_SQRT_2PI * math.exp(-0.5 * d1 * d1)
+        out[0, i] = price
         out[2, i] = di * pdf / (fi * sd)
         vega = di * fi * pdf * sqt
         out[3, i] = vega

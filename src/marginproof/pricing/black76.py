@@ -31,7 +31,7 @@ def _prep(
         np.asarray(is_call, dtype=np.bool_), np.asarray(extra, dtype=np.float64),
     )
     f, k, t, s, c, e = (np.ascontiguousarray(a).ravel() for a in arrs)
-    return f, k, t, s, c, e  # type: ignore[return-value]
+    return f, k, t, s, c, e
 
 
 def black76_price(

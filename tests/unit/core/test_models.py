@@ -7,7 +7,7 @@ from marginproof.errors import InputError
 from marginproof.instruments import Portfolio
 from marginproof.models import available_models, get_model
 from marginproof.models.grid import GridModel
-from marginproof.params import load_toml, config_dir
+from marginproof.params import config_dir, load_toml
 from tests.factories import CALL, PUT, hedged_book, naked_book, sample_market
 
 
