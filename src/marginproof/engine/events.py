@@ -1,0 +1,198 @@
+"""Engine outputs: margin batches and account/feed/parameter events.
+
+Every account event carries the full explanation: model name, parameter hash, market timestamp,
+the input-log sequence number that caused it, and the binding scenario (underlying, scenario
+index and label, loss). Event ids are deterministic (``<seq>:<partition>:<type>:<subject>``), so a
+re-run after a crash re-emits the same ids and consumers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+STATUS_NAMES = ("ok", "margin_call", "liquidation")
+STATUS_OK, STATUS_CALL, STATUS_LIQUIDATION = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The scenario that binds an account's requirement (its largest underlying group)."""
+
+    underlying: str
+    scenario_index: int
+    scenario_label: str
+    scenario_loss_usd: float
+    short_option_minimum_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMargin:
+    """One account's margin state after an entry (USD)."""
+
+    account_id: str
+    seq: int
+    market_ts_ms: int
+    model: str
+    params_hash: str
+    initial_margin: float
+    maintenance_margin: float
+    equity: float
+    status: str
+    held: bool
+    binding: Binding | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountEvent:
+    type: ClassVar[str] = "account"
+    partition: int
+    margin: AccountMargin
+    previous_status: str
+    cause: str
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.margin.seq}:{self.partition}:{self.type}:{self.margin.account_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"type": self.type, "event_id": self.event_id, "partition": self.partition,
+             "previous_status": self.previous_status, "cause": self.cause}
+        d.update(self.margin.to_dict())
+        d["shortfall_usd"] = max(0.0, self.margin.initial_margin - self.margin.equity)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class MarginCall(_AccountEvent):
+    """Equity fell below the initial margin (but not below maintenance)."""
+
+    type: ClassVar[str] = "margin_call"
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationSignal(_AccountEvent):
+    """Equity fell below the maintenance margin."""
+
+    type: ClassVar[str] = "liquidation"
+
+
+@dataclass(frozen=True, slots=True)
+class MarginRestored(_AccountEvent):
+    """Equity is back above the initial margin."""
+
+    type: ClassVar[str] = "margin_restored"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedAlert:
+    """A tick was rejected, or a feed went stale / unpriceable: margins are held."""
+
+    type: ClassVar[str] = "feed_alert"
+    seq: int
+    partition: int
+    stream: str
+    underlying: str
+    problem: str
+    detail: str
+    exchange_ms: int | None
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.stream}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(type=self.type, event_id=self.event_id)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ParamsActivated:
+    """A scheduled parameter set took effect (every account re-margined)."""
+
+    type: ClassVar[str] = "params_activated"
+    seq: int
+    partition: int
+    model: str
+    params_hash: str
+    effective_at_ms: int
+    changed_by: str
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.params_hash}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(type=self.type, event_id=self.event_id)
+        return d
+
+
+Event = MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
+
+
+@dataclass(frozen=True)
+class MarginBatch:
+    """Columnar margin updates of every account an entry moved (arrays of shape (n,)).
+
+    ``binding_underlying`` holds ``""`` where an account has no requirement.
+    """
+
+    type: ClassVar[str] = "margin_batch"
+    seq: int
+    partition: int
+    market_ts_ms: int
+    model: str
+    params_hash: str
+    cause: str
+    account_ids: tuple[str, ...]
+    initial_margin: NDArray[np.float64]
+    maintenance_margin: NDArray[np.float64]
+    equity: NDArray[np.float64]
+    status: NDArray[np.int8]
+    held: NDArray[np.bool_]
+    binding_underlying: tuple[str, ...]
+    binding_scenario: NDArray[np.int32]
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}"
+
+    def __len__(self) -> int:
+        return len(self.account_ids)
+
+    def index_of(self, account_id: str) -> int | None:
+        """Position of ``account_id`` in the batch (linear scan; the service caches a map)."""
+        try:
+            return self.account_ids.index(account_id)
+        except ValueError:
+            return None
+
+    def row(self, i: int) -> dict[str, Any]:
+        """One account's update as a JSON-ready dict."""
+        return {
+            "account_id": self.account_ids[i], "seq": self.seq,
+            "market_ts_ms": self.market_ts_ms, "model": self.model,
+            "params_hash": self.params_hash, "cause": self.cause,
+            "initial_margin": float(self.initial_margin[i]),
+            "maintenance_margin": float(self.maintenance_margin[i]),
+            "equity": float(self.equity[i]), "status": STATUS_NAMES[int(self.status[i])],
+            "held": bool(self.held[i]), "binding_underlying": self.binding_underlying[i],
+            "binding_scenario": int(self.binding_scenario[i]),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON summary (what goes on a network bus; the rows go to storage)."""
+        counts = np.bincount(self.status.astype(np.int64), minlength=3)
+        return {"type": self.type, "event_id": self.event_id, "seq": self.seq,
+                "partition": self.partition, "market_ts_ms": self.market_ts_ms,
+                "model": self.model, "params_hash": self.params_hash, "cause": self.cause,
+                "n_accounts": len(self), "n_ok": int(counts[0]), "n_margin_call": int(counts[1]),
+                "n_liquidation": int(counts[2])}
