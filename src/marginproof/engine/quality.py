@@ -113,11 +113,11 @@ class TickValidator:
             if last is None:
                 continue
             limit = cfg.max_vol_jump if key.startswith("vol:") else cfg.max_jump
-            move = abs(math.log(v / last))
+            move = abs(math.log(v) - math.log(last))
             if move <= limit:
                 continue
             pend = self._pending.get(key)
-            if pend is not None and abs(math.log(v / pend)) <= cfg.confirm_tolerance:
+            if pend is not None and abs(math.log(v) - math.log(pend)) <= cfg.confirm_tolerance:
                 confirmed = True
                 continue
             jumps.append(f"{key} {last:g} -> {v:g} (|ln| {move:.3f} > {limit})")
