@@ -13,6 +13,8 @@ from marginproof.cli.common import console, handle_errors, print_json
 from marginproof.errors import InputError, MarginproofError
 from marginproof.formats import json_schemas, load_market, load_portfolio
 from marginproof.instruments.collateral import value_collateral
+from marginproof.instruments.portfolio import CollateralPolicy
+from marginproof.params import config_dir, load_toml
 from marginproof.models.registry import available_models, get_model
 from marginproof.models.result import MarginResult
 
@@ -65,14 +67,19 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def margin(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
-               config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+               config: ConfigOpt = None, json_out: JsonOpt = False,
+               haircuts: Annotated[Path | None, typer.Option(
+                   help="Collateral haircut file (default configs/collateral.toml)")] = None,
+               ) -> None:
         """Margin of a portfolio under one model or preset."""
         acct = load_portfolio(portfolio)
         mkt = load_market(market)
         r = get_model(model, config).margin(acct.portfolio, mkt)
         out = result_json(r)
         if acct.collateral and r.currency == "USD":
-            cv = value_collateral(acct.collateral, mkt)
+            table = load_toml(haircuts or config_dir() / "collateral.toml")
+            policy = CollateralPolicy({str(k): float(v) for k, v in table["haircuts"].items()})
+            cv = value_collateral(acct.collateral, mkt, policy)
             out["collateral_value_usd"] = cv.total_usd
             out["excess_over_initial_margin_usd"] = cv.total_usd - r.initial_margin
             out["excess_over_maintenance_margin_usd"] = cv.total_usd - r.maintenance_margin
