@@ -15,6 +15,7 @@ from marginproof.params import load_toml
 _MODELS: dict[str, str] = {
     "standard": "marginproof.models.standard:StandardModel",
     "grid": "marginproof.models.grid:GridModel",
+    "derive-pmrm": "marginproof.models.presets.derive_pmrm:DerivePMRMModel",
 }
 
 
