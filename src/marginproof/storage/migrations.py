@@ -1,0 +1,108 @@
+"""Versioned schema migrations, one list of statements per dialect.
+
+A migration is never edited once released: changes go in a new version. ``schema_version``
+records every version applied and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Version ``version``: statements for ``sqlite`` and ``postgres``."""
+
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        return self.sqlite if dialect == "sqlite" else self.postgres
+
+
+def _common(id_col: str, real: str) -> tuple[str, ...]:
+    return (
+        """CREATE TABLE input_log (
+            seq BIGINT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            logged_at_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            dedupe_key TEXT UNIQUE,
+            body TEXT NOT NULL)""",
+        "CREATE INDEX input_log_kind ON input_log (kind, seq)",
+        """CREATE TABLE margin_batches (
+            partition_id INTEGER NOT NULL,
+            seq BIGINT NOT NULL,
+            market_ts_ms BIGINT NOT NULL,
+            model TEXT NOT NULL,
+            params_hash TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            n_accounts INTEGER NOT NULL,
+            PRIMARY KEY (partition_id, seq))""",
+        f"""CREATE TABLE margin_history (
+            account_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            partition_id INTEGER NOT NULL,
+            initial_margin {real} NOT NULL,
+            maintenance_margin {real} NOT NULL,
+            equity {real} NOT NULL,
+            status SMALLINT NOT NULL,
+            held SMALLINT NOT NULL,
+            binding_underlying TEXT NOT NULL,
+            binding_scenario INTEGER NOT NULL,
+            PRIMARY KEY (account_id, seq))""",
+        """CREATE TABLE engine_events (
+            event_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            partition_id INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            account_id TEXT,
+            body TEXT NOT NULL)""",
+        "CREATE INDEX engine_events_account ON engine_events (account_id, seq)",
+        """CREATE TABLE consumer_offsets (
+            consumer TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL)""",
+        """CREATE TABLE accounts (
+            account_id TEXT PRIMARY KEY,
+            created_at_ms BIGINT NOT NULL)""",
+        """CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            scope TEXT NOT NULL,
+            account_id TEXT,
+            label TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at_ms BIGINT)""",
+        f"""CREATE TABLE params_changes (
+            change_id {id_col},
+            model TEXT NOT NULL,
+            params_hash TEXT NOT NULL,
+            params TEXT NOT NULL,
+            changed_by TEXT NOT NULL,
+            changed_at_ms BIGINT NOT NULL,
+            effective_at_ms BIGINT NOT NULL,
+            log_seq BIGINT NOT NULL)""",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "input log, margin history, events, offsets, accounts, keys, parameter changes",
+        sqlite=_common("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL"),
+        postgres=_common("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"),
+    ),
+    Migration(
+        2, "delivery log of consumed bus events (idempotent consumers)",
+        sqlite=("""CREATE TABLE consumed_events (
+                    consumer TEXT NOT NULL, event_id TEXT NOT NULL, consumed_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (consumer, event_id))""",),
+        postgres=("""CREATE TABLE consumed_events (
+                    consumer TEXT NOT NULL, event_id TEXT NOT NULL, consumed_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (consumer, event_id))""",),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
