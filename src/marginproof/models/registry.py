@@ -16,6 +16,9 @@ _MODELS: dict[str, str] = {
     "standard": "marginproof.models.standard:StandardModel",
     "grid": "marginproof.models.grid:GridModel",
     "derive-pmrm": "marginproof.models.presets.derive_pmrm:DerivePMRMModel",
+    "derive-srm": "marginproof.models.presets.derive_srm:DeriveSRMModel",
+    "deribit-pm": "marginproof.models.presets.deribit_pm:DeribitPMModel",
+    "deribit-standard": "marginproof.models.presets.deribit_standard:DeribitStandardModel",
 }
 
 

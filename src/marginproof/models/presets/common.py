@@ -20,6 +20,7 @@ from marginproof.instruments.portfolio import Portfolio, Position
 from marginproof.instruments.resolved import resolve
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.result import PortfolioGreeks, aggregate_greeks
+from marginproof.pricing.black76 import black76_price
 
 SECONDS_PER_DAY = 86400.0
 SECONDS_PER_YEAR = 365.0 * SECONDS_PER_DAY  # both venues use a 365-day year
@@ -56,6 +57,19 @@ def net_positions(portfolio: Portfolio) -> list[NetPosition]:
             qty[name] = 0.0
         qty[name] += q
     return [NetPosition(first[n][0], q, first[n][1]) for n, q in qty.items() if q != 0.0]
+
+
+def b76(forward: Any, strike: Any, t_years: Any, vol: Any, is_call: Any, discount: Any = 1.0
+        ) -> np.ndarray:
+    """Black-76 prices (edge rules of the presets spec), inputs broadcast to one shape first.
+
+    Materialising the broadcast keeps the compiled kernel away from read-only views.
+    """
+    arrs = np.broadcast_arrays(np.asarray(forward, float), np.asarray(strike, float),
+                               np.asarray(t_years, float), np.asarray(vol, float),
+                               np.asarray(is_call, bool), np.asarray(discount, float))
+    f, k, t, v, c, d = (np.array(a, copy=True) for a in arrs)
+    return np.asarray(black76_price(f, k, t, v, c, d), dtype=np.float64)
 
 
 def seconds_to_expiry(market: MarketSnapshot, expiry: datetime) -> float:

@@ -34,6 +34,7 @@ from marginproof.models.presets.common import (
     SECONDS_PER_DAY,
     SECONDS_PER_YEAR,
     NetPosition,
+    b76,
     check_meta,
     expiry_key,
     flag,
@@ -50,7 +51,6 @@ from marginproof.models.presets.common import (
 )
 from marginproof.models.presets.inputs import MarketInputs, PortfolioInputs
 from marginproof.models.result import MarginResult, WorstScenario
-from marginproof.pricing.black76 import black76_price
 
 PRESET = "derive-pmrm"
 VOL_SHOCKS = ("none", "up", "down", "linear", "abs")
@@ -355,7 +355,7 @@ def _expiry_values(e: PMRMExpiry, fwd: NDArray[np.float64], vols: NDArray[np.flo
     strikes = np.array([o.strike for o in e.options])
     calls = np.array([o.is_call for o in e.options])
     amounts = np.array([o.amount for o in e.options])
-    prices = black76_price(fwd, strikes[None, :], tau, vols, calls[None, :], discount)
+    prices = b76(fwd, strikes[None, :], tau, vols, calls[None, :], discount)
     out: NDArray[np.float64] = np.asarray(prices, dtype=np.float64) * amounts[None, :]
     return out
 
