@@ -90,7 +90,12 @@ def run_dask(client: Any, part_futures: list[Any], unit_pnl: NDArray[np.floating
     ``part_futures`` are futures of :class:`Partition` objects (built on the workers);
     ``unit_pnl`` is broadcast once per cycle.
     """
-    up = client.scatter(unit_pnl, broadcast=True)
-    futs = [client.submit(margin_partition, pf, up, mm_fraction, pure=False)
+    # hash=False: a fresh key per cycle (re-scattering an identical table under the same
+    # content key races with the release of the previous cycle's future)
+    up = client.scatter(unit_pnl, broadcast=True, hash=False)
+    # run each partition where it lives: no partition ever crosses the network
+    where = client.who_has(part_futures)
+    futs = [client.submit(margin_partition, pf, up, mm_fraction, pure=False,
+                          workers=list(where[pf.key]), allow_other_workers=False)
             for pf in part_futures]
     return assemble(n_accounts, client.gather(futs))
