@@ -58,3 +58,12 @@ def best_time(fn: object, repeats: int = 5) -> float:
         f()  # type: ignore[operator]
         best = min(best, time.perf_counter() - t)
     return float(best)
+
+
+def write_json(res: dict[str, object], path: str | None) -> None:
+    """Write a benchmark's result dict to ``path`` (for ``run_all.py``), if given."""
+    if path:
+        import json
+
+        with open(path, "w") as fh:
+            json.dump(res, fh, indent=2, default=float)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _roofline import best_time, memory_bandwidth_gbs  # noqa: E402
+from _roofline import best_time, memory_bandwidth_gbs, write_json  # noqa: E402
 
 from marginproof.instruments.resolved import resolve  # noqa: E402
 from marginproof.market.snapshot import MarketSnapshot  # noqa: E402
@@ -47,6 +47,7 @@ def naive_margin(up: np.ndarray, book: CsrBook, n_accounts: int, w_inst: np.ndar
 def main() -> dict[str, float]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
     ap.add_argument("--accounts", type=int, default=None)
     args = ap.parse_args()
     n_acc = args.accounts or (100_000 if args.quick else 1_000_000)
@@ -117,6 +118,7 @@ def main() -> dict[str, float]:
     print(f"  roofline fraction, all bytes touched incl. cached row gathers "
           f"({touched_bytes/1e9:.2f} GB): {res['fraction_roofline_touched']:.0%}")
     print(f"  float32 vs float64 max relative IM difference: {res['max_rel_err_f32']:.1e}")
+    write_json(res, args.json)
     return res
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _roofline import best_time, memory_bandwidth_gbs  # noqa: E402
+from _roofline import best_time, memory_bandwidth_gbs, write_json  # noqa: E402
 
 from marginproof.pricing import _black76_reference as ref  # noqa: E402
 from marginproof.pricing import _kernels, black76_greeks, implied_vol  # noqa: E402
@@ -22,6 +22,7 @@ from marginproof.pricing import _kernels, black76_greeks, implied_vol  # noqa: E
 def main() -> dict[str, float]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args()
     n = 1_000_000 if args.quick else 4_000_000
     rng = np.random.default_rng(0)
@@ -72,6 +73,7 @@ def main() -> dict[str, float]:
     print(f"  fraction of roofline        {res['fraction_of_bandwidth_roofline']:.0%}")
     print(f"  implied vol (Jaeckel, lib)  {res['implied_vol_per_s']:.3e} options/s")
     print(f"  target >= 2e7 options/s: {'met' if res['kernel_options_per_s'] >= 2e7 else 'MISSED'}")
+    write_json(res, args.json)
     return res
 
 

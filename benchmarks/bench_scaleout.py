@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _roofline import write_json  # noqa: E402
 
 from marginproof.instruments.resolved import resolve  # noqa: E402
 from marginproof.market.snapshot import MarketSnapshot  # noqa: E402
@@ -53,6 +54,7 @@ def cycle_times(n_workers: int, parts: list, up: np.ndarray, n_acc: int, repeats
 def main() -> dict[str, float]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args()
     n_acc = 200_000 if args.quick else 1_000_000
     n_inst, per, n_parts = 20_000, 5, 16
@@ -80,6 +82,7 @@ def main() -> dict[str, float]:
     print(f"  cycle time, 2 workers  median {m2*1e3:.0f} ms (of {len(t2)})")
     print(f"  speed-up 2 vs 1        {m1/m2:.2f}x (target >= 1.6x)")
     print(f"  results identical to the single-process run: {identical}")
+    write_json(res, args.json)
     return res
 
 
