@@ -58,9 +58,9 @@ def main() -> dict[str, object]:
     s_acc = slope(accs[-3:], t_acc[-3:])
     s_scen = slope(scens[-3:], t_scen[-3:])
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for a_, xs, ts, lab, fixed in (
-        (ax[0], accs, t_acc, "accounts (5 positions each, 63 scenarios)", ""),
-        (ax[1], scens, t_scen, f"scenarios ({n_fixed:,} accounts x 5 positions)", ""),
+    for a_, xs, ts, lab in (
+        (ax[0], accs, t_acc, "accounts (5 positions each, 63 scenarios)"),
+        (ax[1], scens, t_scen, f"scenarios ({n_fixed:,} accounts x 5 positions)"),
     ):
         a_.loglog(xs, ts, "o-", label="fused CSR kernel (float32, 2 threads)")
         ref = [ts[-1] * x / xs[-1] for x in xs]
