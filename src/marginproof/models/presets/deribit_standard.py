@@ -112,7 +112,6 @@ class DeribitStandardModel(BaseMarginModel):
                 settled.append(pos.name)
                 continue
             ccy = inst.settlement_currency
-            s = market.index(und, f"index_prices.{und}")
             if inst.kind is InstrumentKind.OPTION:
                 if not inst.is_inverse:
                     raise unsupported(pos, PRESET, "only inverse (coin-settled) option "
@@ -120,6 +119,7 @@ class DeribitStandardModel(BaseMarginModel):
                 if und not in opt_unds:
                     raise unsupported(pos, PRESET, f"no option parameters for {und} "
                                       f"(configured: {', '.join(opt_unds)})")
+                s = market.index(und, f"index_prices.{und}")
                 im = mm = 0.0
                 mark = self._option_mark(pos, market)
                 if pos.quantity < 0.0:
@@ -139,6 +139,7 @@ class DeribitStandardModel(BaseMarginModel):
                     raise unsupported(pos, PRESET, f"{und} has {settlement} contracts "
                                       "without parameters (configured: "
                                       f"{', '.join(tab['settlements'])})")
+                s = market.index(und, f"index_prices.{und}")
                 price = market.mark_prices.get(pos.name)
                 if price is None and inst.expiry is not None:
                     price = quoted_forward(market, und, inst.expiry)
