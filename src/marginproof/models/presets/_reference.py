@@ -33,8 +33,8 @@ def pmrm_scenario_pnl(pf: PMRMPortfolio, p: PMRMParams) -> tuple[list[float], fl
 
         def value(fwd: float, vols: list[float], tau: float = tau, d: float = d,
                   options: tuple = e.options) -> float:  # type: ignore[type-arg]
-            return sum(o.amount * b76(fwd, o.strike, tau, v, o.is_call, d)
-                       for o, v in zip(options, vols, strict=True))
+            return float(sum(o.amount * b76(fwd, o.strike, tau, v, o.is_call, d)
+                             for o, v in zip(options, vols, strict=True)))
 
         base_vols = [o.vol for o in e.options]
         mtm = value(e.forward, base_vols)
