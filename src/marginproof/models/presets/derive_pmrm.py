@@ -582,6 +582,8 @@ class DerivePMRMModel(BaseMarginModel):
                 book.options.append(pos)
         if book is None:
             priced = [u for u in unds if u in market.index_prices]
+            if priced and not any(a != "USDC" for a in portfolio.collateral):
+                return _Book(priced[0], None)  # nothing at risk: any instance gives the same
             if len(priced) != 1:
                 raise InputError("positions", "a book without positions needs exactly one "
                                  f"configured underlying ({', '.join(unds)}) in index_prices "
