@@ -1,0 +1,189 @@
+"""Market paths for backtests and replays: closes and an ATM implied-vol level per underlying.
+
+A :class:`MarketPath` is a grid of times (UTC days for the backtest, hours for the stress
+replays) by underlyings, with the close price (USD) and the ATM implied vol (annual decimal)
+known at the end of each bar. Row ``i`` is known at :meth:`MarketPath.known_at` ``(i)`` (bar start +
+bar length); a snapshot of row ``i`` carries that timestamp, so a history-driven model asked for
+its margin sees only data dated on or before the bar (no look-ahead).
+
+**Implied-vol proxy** (documented in ``docs/backtesting.md``). Option books over 2018-2026 need
+an implied vol every day but the shipped chains cover 12 dates only. The ATM level is
+
+* BTC: Deribit DVOL / 100 where it exists (2021-03-24 .. 2025-11-12; last hourly close of the day);
+* otherwise: ``iv_ratio * sqrt(365) * sigma_next``, the causal RiskMetrics EWMA (lambda 0.94)
+  one-day vol forecast after the day's return, annualised, times ``iv_ratio``. The default
+  ``IV_RATIO = 1.19`` is the median of DVOL / (annualised EWMA vol) of BTC over the 1,667 days
+  where both exist (measured once, fixed here so that no backtest date depends on later data).
+
+The smile is flat: every strike and expiry of an underlying gets the ATM level (a limitation
+for deep out-of-the-money options, stated in the docs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+
+from marginproof.errors import InputError
+from marginproof.market.snapshot import MarketSnapshot
+from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
+
+FloatArray = NDArray[np.float64]
+
+IV_RATIO = 1.19
+IV_FLOOR = 0.05  # an ATM vol below 5 % a year is a data error for crypto; floor the proxy
+
+
+def iv_proxy(closes: FloatArray, lam: float = RISKMETRICS_LAMBDA, ratio: float = IV_RATIO,
+             periods_per_year: float = 365.0, n_init: int = N_INIT) -> FloatArray:
+    """Causal EWMA implied-vol proxy of one close series, shape (n,) (NaN before the seed).
+
+    Returns on consecutive non-missing rows (gaps never filled); the value at row ``t`` uses
+    returns up to and including row ``t`` only: ``ratio * sqrt(periods_per_year) * sigma_next``.
+    The EWMA seed is the mean of the first ``n_init`` squared returns, so rows before the
+    ``n_init``-th return are NaN.
+    """
+    c = np.asarray(closes, dtype=np.float64)
+    out = np.full(c.shape[0], np.nan)
+    ok = np.flatnonzero(np.isfinite(c) & (c > 0.0))
+    if ok.shape[0] < n_init + 1:
+        return out
+    r = np.log(c[ok[1:]] / c[ok[:-1]])
+    sig = ewma_sigma(r, lam, n_init)[1:]  # sigma_next after each return
+    vals = np.maximum(ratio * np.sqrt(periods_per_year) * sig, IV_FLOOR)
+    rows = ok[1:]
+    out[rows[n_init - 1:]] = vals[n_init - 1:]
+    return out
+
+
+@dataclass(frozen=True)
+class MarketPath:
+    """Closes and ATM vols on a regular time grid.
+
+    Attributes
+    ----------
+    times : ndarray of datetime64[s], shape (n,)
+        Bar starts (UTC), strictly increasing, regular step ``bar``.
+    bar : numpy.timedelta64
+        Bar length (1 day or 1 hour).
+    underlyings : tuple of str
+    closes : ndarray, shape (n, n_underlyings)
+        Close in USD; NaN where the bar is missing.
+    iv : ndarray, shape (n, n_underlyings)
+        ATM implied vol, annual decimal; NaN where unknown.
+    iv_is_proxy : ndarray of bool, shape (n, n_underlyings)
+        True where ``iv`` is the EWMA proxy rather than an implied-vol index.
+    """
+
+    times: NDArray[np.datetime64]
+    bar: np.timedelta64
+    underlyings: tuple[str, ...]
+    closes: FloatArray
+    iv: FloatArray
+    iv_is_proxy: NDArray[np.bool_]
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.times, dtype="datetime64[s]")
+        n, u = t.shape[0], len(self.underlyings)
+        for name in ("closes", "iv", "iv_is_proxy"):
+            a = np.asarray(getattr(self, name))
+            if a.shape != (n, u):
+                raise InputError(f"path.{name}", f"shape {a.shape}, expected {(n, u)}")
+        if n > 1 and not np.all(np.diff(t) == self.bar):
+            raise InputError("path.times", "must be a regular grid with step `bar`")
+        object.__setattr__(self, "times", t)
+
+    def __len__(self) -> int:
+        return int(self.times.shape[0])
+
+    def col(self, underlying: str) -> int:
+        try:
+            return self.underlyings.index(underlying)
+        except ValueError:
+            raise InputError("underlying", f"{underlying!r} not in path "
+                             f"{self.underlyings}") from None
+
+    def upto(self, i: int) -> MarketPath:
+        """Rows ``0..i`` (everything known at :meth:`known_at` ``(i)``)."""
+        s = slice(0, int(i) + 1)
+        return MarketPath(self.times[s], self.bar, self.underlyings, self.closes[s],
+                          self.iv[s], self.iv_is_proxy[s])
+
+    def window(self, start: int, stop: int) -> MarketPath:
+        """Rows ``start..stop-1``."""
+        s = slice(int(start), int(stop))
+        return MarketPath(self.times[s], self.bar, self.underlyings, self.closes[s],
+                          self.iv[s], self.iv_is_proxy[s])
+
+    def index_of(self, when: str | datetime | np.datetime64) -> int:
+        """Row whose bar starts at ``when`` (a day for daily paths)."""
+        if isinstance(when, datetime):
+            w = np.datetime64(when.astimezone(UTC).replace(tzinfo=None), "s")
+        else:
+            w = np.datetime64(str(when), "s") if isinstance(when, str) else when.astype(
+                "datetime64[s]")
+        i = int(np.searchsorted(self.times, w))
+        if i >= len(self) or self.times[i] != w:
+            raise InputError("date", f"{when} is not on the path "
+                             f"({self.times[0]} .. {self.times[-1]})")
+        return i
+
+    def known_at(self, i: int) -> datetime:
+        """Time the bar ``i`` close is known: bar start + bar length (UTC, aware)."""
+        return to_datetime(self.times[int(i)] + self.bar)
+
+    def available(self, i: int, underlyings: Sequence[str]) -> bool:
+        """Close and vol known for every one of ``underlyings`` at row ``i``."""
+        cols = [self.col(u) for u in underlyings]
+        return bool(np.all(np.isfinite(self.closes[i, cols])) and
+                    np.all(np.isfinite(self.iv[i, cols])))
+
+    def snapshot(self, i: int, option_vols: Sequence[tuple[str, str]] = (),
+                 underlyings: Sequence[str] | None = None) -> MarketSnapshot:
+        """Market snapshot at the close of row ``i``.
+
+        Parameters
+        ----------
+        i : int
+        option_vols : sequence of (option name, underlying)
+            Options that get the flat ATM vol of their underlying.
+        underlyings : sequence of str, optional
+            Index prices to include (default: every underlying with a close at ``i``).
+        """
+        unds = self.underlyings if underlyings is None else tuple(underlyings)
+        idx = {}
+        for u in unds:
+            v = float(self.closes[i, self.col(u)])
+            if np.isfinite(v):
+                idx[u] = v
+        vols = {}
+        for name, u in option_vols:
+            v = float(self.iv[i, self.col(u)])
+            if not np.isfinite(v):
+                raise InputError("path.iv", f"no implied vol for {u} at {self.times[i]}")
+            vols[name] = v
+        return MarketSnapshot(self.known_at(i), idx, implied_vols=vols)
+
+
+def daily_times(first: str, n: int) -> NDArray[np.datetime64]:
+    """``n`` consecutive UTC days from ``first`` as datetime64[s]."""
+    return (np.datetime64(first, "D") + np.arange(n)).astype("datetime64[s]")
+
+
+def as_day(t: np.datetime64) -> str:
+    """``YYYY-MM-DD`` of a datetime64."""
+    return str(t.astype("datetime64[D]"))
+
+
+def to_datetime(t: np.datetime64) -> datetime:
+    """Aware UTC datetime of a datetime64."""
+    secs = int(t.astype("datetime64[s]").astype(np.int64))
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)
+
+
+def add_days(t: datetime, days: float) -> datetime:
+    return t + timedelta(days=days)

@@ -1,0 +1,412 @@
+"""Backtest portfolio sets: templates re-struck every day, instantiated as leg arrays.
+
+A :class:`BookTemplate` describes a book in relative terms: legs with a signed USD notional,
+a moneyness ``K / S`` and a tenor in days. On each backtest date the template is instantiated at
+that day's close: ``coins = notional / S``, ``K = S * moneyness`` rounded to 4 significant
+digits, expiry = date + tenor at 08:00 UTC, all linear (USDC-settled) Deribit-style instruments.
+The same instruments are then held unchanged over the margin period of risk to measure the
+realised P&L. ``hedge`` legs are linear perpetuals sized to the Black-76 delta of the book's
+options on that underlying at the day's close (a delta-hedged book).
+
+Sets (:func:`portfolio_set`):
+
+* ``singles``: one long and one short perpetual of 1 M USD per underlying;
+* ``random``: seeded random option books (2-5 legs: calls, puts, perps);
+* ``adversarial``: short deep out-of-the-money puts, short strangles and straddles close to
+  expiry, call ratio spreads - books whose losses hide in the tail;
+* ``hedged``: delta-hedged straddles, covered calls, protective puts, BTC/ETH pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from marginproof.backtest.market import MarketPath
+from marginproof.errors import InputError
+from marginproof.instruments.contracts import Instrument, InstrumentKind, Settlement
+from marginproof.instruments.names import EXPIRY_HOUR_UTC, format_instrument
+from marginproof.instruments.portfolio import Portfolio, Position
+from marginproof.pricing.black76 import black76_price
+
+FloatArray = NDArray[np.float64]
+SMALL = 20_000  # below this many options the numpy twin beats the parallel kernel's overhead
+
+
+def b76_price_delta(f: FloatArray, k: FloatArray, t: FloatArray, vol: FloatArray,
+                    is_call: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
+    """Undiscounted Black-76 price and delta ``dV/dF`` (shape (n,)), for small arrays.
+
+    Why hand-written: :func:`marginproof.pricing.black76_price` runs a parallel numba kernel
+    whose per-call overhead (about 2 ms on a loaded 2-core machine, measured) dominates the
+    few dozen options a backtest day prices; this numpy twin (``scipy.special.ndtr``) costs
+    microseconds and is tested equal to the kernel. Large arrays go to the kernel.
+    """
+    from scipy.special import ndtr
+
+    f, k, t, vol = (np.asarray(x, dtype=np.float64) for x in (f, k, t, vol))
+    c = np.asarray(is_call, dtype=np.bool_)
+    if f.size >= SMALL:
+        price = np.asarray(black76_price(f, k, t, vol, c), dtype=np.float64)
+        return price, np.full(f.shape, np.nan)
+    sd = vol * np.sqrt(t)
+    d1 = (np.log(f / k) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    n1, n2 = ndtr(d1), ndtr(d2)
+    price = np.where(c, f * n1 - k * n2, k * (1.0 - n2) - f * (1.0 - n1))
+    delta = np.where(c, n1, n1 - 1.0)
+    return np.asarray(price, dtype=np.float64), np.asarray(delta, dtype=np.float64)
+LEG_KINDS = ("perp", "call", "put", "hedge")
+SETS = ("singles", "random", "adversarial", "hedged")
+NOTIONAL_USD = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One leg of a template (``notional_usd`` signed: positive = long)."""
+
+    underlying: str
+    kind: str
+    notional_usd: float = 0.0
+    moneyness: float = 1.0
+    tenor_days: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in LEG_KINDS:
+            raise InputError("leg.kind", f"must be one of {LEG_KINDS}, got {self.kind!r}")
+        if self.kind in ("call", "put") and (self.tenor_days < 2 or not self.moneyness > 0):
+            raise InputError("leg", "options need tenor_days >= 2 and moneyness > 0")
+
+
+@dataclass(frozen=True)
+class BookTemplate:
+    """A named book in relative terms."""
+
+    name: str
+    category: str
+    legs: tuple[Leg, ...]
+
+    @property
+    def underlyings(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(leg.underlying for leg in self.legs))
+
+    @property
+    def min_tenor_days(self) -> int:
+        t = [leg.tenor_days for leg in self.legs if leg.kind in ("call", "put")]
+        return min(t) if t else 10**6
+
+
+def round_strike(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (a listed-strike-like grid)."""
+    if not x > 0:
+        raise InputError("strike", f"must be positive, got {x!r}")
+    e = int(math.floor(math.log10(x))) - digits + 1
+    return round(round(x / 10.0**e) * 10.0**e, max(0, -e))
+
+
+def singles(underlyings: Sequence[str], notional_usd: float = NOTIONAL_USD
+            ) -> list[BookTemplate]:
+    out = []
+    for u in underlyings:
+        out.append(BookTemplate(f"long {u}", "singles", (Leg(u, "perp", notional_usd),)))
+        out.append(BookTemplate(f"short {u}", "singles", (Leg(u, "perp", -notional_usd),)))
+    return out
+
+
+def adversarial(underlyings: Sequence[str], notional_usd: float = NOTIONAL_USD
+                ) -> list[BookTemplate]:
+    n = notional_usd
+    out = []
+    for u in underlyings:
+        out += [
+            BookTemplate(f"{u} short 0.7 put 7d x3", "adversarial",
+                         (Leg(u, "put", -3 * n, 0.7, 7),)),
+            BookTemplate(f"{u} short 0.8/1.2 strangle 30d", "adversarial",
+                         (Leg(u, "put", -n, 0.8, 30), Leg(u, "call", -n, 1.2, 30))),
+            BookTemplate(f"{u} short ATM straddle 7d", "adversarial",
+                         (Leg(u, "put", -n, 1.0, 7), Leg(u, "call", -n, 1.0, 7))),
+            BookTemplate(f"{u} call ratio 1x3 (1.0/1.15) 30d", "adversarial",
+                         (Leg(u, "call", n, 1.0, 30), Leg(u, "call", -3 * n, 1.15, 30))),
+            BookTemplate(f"{u} short put spread 0.9/0.75 14d x2", "adversarial",
+                         (Leg(u, "put", -2 * n, 0.9, 14), Leg(u, "put", 2 * n, 0.75, 14))),
+        ]
+    return out
+
+
+def hedged(underlyings: Sequence[str], notional_usd: float = NOTIONAL_USD
+           ) -> list[BookTemplate]:
+    n = notional_usd
+    out = []
+    for u in underlyings:
+        out += [
+            BookTemplate(f"{u} delta-hedged short straddle 30d", "hedged",
+                         (Leg(u, "put", -n, 1.0, 30), Leg(u, "call", -n, 1.0, 30),
+                          Leg(u, "hedge"))),
+            BookTemplate(f"{u} covered call 1.1 30d", "hedged",
+                         (Leg(u, "perp", n), Leg(u, "call", -n, 1.1, 30))),
+            BookTemplate(f"{u} protective put 0.9 30d", "hedged",
+                         (Leg(u, "perp", n), Leg(u, "put", n, 0.9, 30))),
+            BookTemplate(f"{u} delta-hedged long strangle 60d", "hedged",
+                         (Leg(u, "put", n, 0.85, 60), Leg(u, "call", n, 1.15, 60),
+                          Leg(u, "hedge"))),
+        ]
+    if "BTC" in underlyings and "ETH" in underlyings:
+        out.append(BookTemplate("long BTC / short ETH pair", "hedged",
+                                (Leg("BTC", "perp", n), Leg("ETH", "perp", -n))))
+    return out
+
+
+def random_books(n_books: int, underlyings: Sequence[str], seed: int = 0,
+                 notional_usd: float = NOTIONAL_USD) -> list[BookTemplate]:
+    """``n_books`` seeded random option books of 2-5 legs on one or two underlyings."""
+    rng = np.random.default_rng(seed)
+    tenors = np.array([7, 14, 30, 60, 90])
+    out = []
+    unds = list(underlyings)
+    for b in range(int(n_books)):
+        k = int(rng.integers(2, 6))
+        n_und = 1 if len(unds) == 1 or rng.random() < 0.7 else 2
+        chosen = list(rng.choice(unds, size=n_und, replace=False))
+        legs = []
+        for _ in range(k):
+            u = str(chosen[int(rng.integers(0, len(chosen)))])
+            kind = str(rng.choice(["call", "put", "perp"], p=[0.4, 0.4, 0.2]))
+            notional = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 1.0) * notional_usd)
+            if kind == "perp":
+                legs.append(Leg(u, "perp", notional))
+            else:
+                legs.append(Leg(u, kind, notional, float(np.round(rng.uniform(0.75, 1.25), 3)),
+                                int(rng.choice(tenors))))
+        out.append(BookTemplate(f"random #{b}", "random", tuple(legs)))
+    return out
+
+
+def portfolio_set(sets: Sequence[str] = SETS, underlyings: Sequence[str] = ("BTC", "ETH"),
+                  n_random: int = 20, seed: int = 0, notional_usd: float = NOTIONAL_USD
+                  ) -> list[BookTemplate]:
+    """The named sets concatenated (names are unique)."""
+    out: list[BookTemplate] = []
+    for s in sets:
+        if s == "singles":
+            out += singles(underlyings, notional_usd)
+        elif s == "random":
+            out += random_books(n_random, underlyings, seed, notional_usd)
+        elif s == "adversarial":
+            out += adversarial(underlyings, notional_usd)
+        elif s == "hedged":
+            out += hedged(underlyings, notional_usd)
+        else:
+            raise InputError("portfolios", f"unknown set {s!r}; known: {SETS}")
+    return out
+
+
+def option_instrument(underlying: str, expiry: datetime, strike: float, is_call: bool
+                      ) -> Instrument:
+    inst = Instrument("", underlying, InstrumentKind.OPTION, Settlement.LINEAR, "USDC",
+                      expiry, float(strike), bool(is_call))
+    return Instrument(format_instrument(inst), underlying, InstrumentKind.OPTION,
+                      Settlement.LINEAR, "USDC", expiry, float(strike), bool(is_call))
+
+
+def perp_instrument(underlying: str) -> Instrument:
+    return Instrument(f"{underlying}_USDC-PERPETUAL", underlying, InstrumentKind.PERPETUAL,
+                      Settlement.LINEAR, "USDC")
+
+
+KIND_CODE = {"perp": 0, "call": 1, "put": 2, "hedge": 3}
+
+
+@dataclass(frozen=True)
+class TemplateTable:
+    """Static leg table of a list of templates on a path's underlyings (built once).
+
+    Arrays have shape (n_legs,); ``kind`` codes: 0 perp, 1 call, 2 put, 3 hedge.
+    """
+
+    templates: tuple[BookTemplate, ...]
+    portfolio_idx: NDArray[np.int64]
+    und_col: NDArray[np.int64]
+    kind: NDArray[np.int8]
+    notional_usd: FloatArray
+    moneyness: FloatArray
+    tenor_days: NDArray[np.int64]
+    known: NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, templates: Sequence[BookTemplate], underlyings: Sequence[str]
+              ) -> TemplateTable:
+        rows = []
+        known = np.ones(len(templates), bool)
+        for k, tpl in enumerate(templates):
+            for leg in tpl.legs:
+                if leg.underlying not in underlyings:
+                    known[k] = False
+                    continue
+                rows.append((k, list(underlyings).index(leg.underlying), KIND_CODE[leg.kind],
+                             leg.notional_usd, leg.moneyness, leg.tenor_days))
+        n = len(rows)
+        return cls(tuple(templates),
+                   np.array([r[0] for r in rows], np.int64).reshape(n),
+                   np.array([r[1] for r in rows], np.int64).reshape(n),
+                   np.array([r[2] for r in rows], np.int8).reshape(n),
+                   np.array([r[3] for r in rows], np.float64).reshape(n),
+                   np.array([r[4] for r in rows], np.float64).reshape(n),
+                   np.array([r[5] for r in rows], np.int64).reshape(n), known)
+
+
+def round_strikes(x: FloatArray, digits: int = 4) -> FloatArray:
+    """Vectorised :func:`round_strike`."""
+    e = np.floor(np.log10(x)) - digits + 1
+    step = 10.0 ** e
+    return np.asarray(np.round(np.round(x / step) * step, 10), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class DayBooks:
+    """Every template instantiated on one date, as leg arrays (shape (n_legs,) each).
+
+    Attributes
+    ----------
+    row : int
+        Path row of the instantiation date.
+    templates : tuple of BookTemplate
+    underlyings : tuple of str
+        The path's underlyings; ``und_col`` indexes it.
+    active : bool array (n_portfolios,)
+        False where an underlying has no close or vol that day (the book is skipped).
+    portfolio_idx, und_col : int arrays
+    is_option, is_call : bool arrays
+    strike : float array (NaN for perps)
+    expiry : datetime64[s] array (NaT for perps)
+    coins : float array
+        Signed quantity in coins (0 for legs of inactive books).
+    gross_notional_usd : float array (n_portfolios,)
+        Sum of ``|coins| * S`` over the legs.
+    """
+
+    row: int
+    templates: tuple[BookTemplate, ...]
+    underlyings: tuple[str, ...]
+    active: NDArray[np.bool_]
+    portfolio_idx: NDArray[np.int64]
+    und_col: NDArray[np.int64]
+    is_option: NDArray[np.bool_]
+    is_call: NDArray[np.bool_]
+    strike: FloatArray
+    expiry: NDArray[np.datetime64]
+    coins: FloatArray
+    gross_notional_usd: FloatArray
+
+    @property
+    def n_portfolios(self) -> int:
+        return len(self.templates)
+
+    @property
+    def n_legs(self) -> int:
+        return int(self.coins.shape[0])
+
+    def instrument(self, j: int) -> Instrument:
+        """Instrument of leg ``j`` (a linear USDC option or perpetual)."""
+        u = self.underlyings[int(self.und_col[j])]
+        if not self.is_option[j]:
+            return perp_instrument(u)
+        exp = self.expiry[j].astype(datetime).replace(tzinfo=UTC)
+        return option_instrument(u, exp, float(self.strike[j]), bool(self.is_call[j]))
+
+    def name(self, j: int) -> str:
+        return self.instrument(j).name
+
+    def portfolio(self, k: int) -> Portfolio:
+        """Book ``k`` as a :class:`Portfolio` (legs in template order)."""
+        legs = np.flatnonzero(self.portfolio_idx == k)
+        return Portfolio(tuple(Position(self.instrument(int(j)), float(self.coins[j]))
+                               for j in legs))
+
+    def option_vols(self, legs: NDArray[np.int64] | None = None) -> list[tuple[str, str]]:
+        """(option name, underlying) pairs for :meth:`MarketPath.snapshot`."""
+        sel = np.flatnonzero(self.is_option) if legs is None else legs[self.is_option[legs]]
+        return [(self.name(int(j)), self.underlyings[int(self.und_col[j])]) for j in sel]
+
+    def leg_values_usd(self, path: MarketPath, row: int) -> FloatArray:
+        """Value per coin of every leg at the close of ``row`` (USD), shape (n_legs,).
+
+        Perps are worth the index; options Black-76 with ``F = S`` (rate 0, flat ATM vol) and
+        ``T`` from the close time of ``row`` to expiry. Missing data gives NaN.
+        """
+        s = path.closes[row, self.und_col]
+        out = np.array(s, dtype=np.float64)
+        opt = self.is_option
+        if opt.any():
+            now = np.datetime64(path.known_at(row).replace(tzinfo=None), "s")
+            t = (self.expiry[opt] - now).astype(np.float64) / (365.0 * 86400.0)
+            if np.any(t <= 0):
+                raise InputError("horizon", "an option expires before the end of the MPOR")
+            vol = path.iv[row, self.und_col[opt]]
+            out[opt] = b76_price_delta(s[opt], self.strike[opt], t, vol, self.is_call[opt])[0]
+        return out
+
+    def pnl_usd(self, path: MarketPath, row_to: int) -> FloatArray:
+        """P&L per portfolio (gains positive) from this date's close to ``row_to``'s close.
+
+        The instruments are held unchanged; NaN for books with missing data at ``row_to``.
+        """
+        v0 = self.leg_values_usd(path, self.row)
+        v1 = self.leg_values_usd(path, row_to)
+        leg = self.coins * (v1 - v0)
+        bad = np.bincount(self.portfolio_idx, weights=~np.isfinite(leg),
+                          minlength=self.n_portfolios) > 0
+        out = np.asarray(np.bincount(self.portfolio_idx,
+                                     weights=np.where(np.isfinite(leg), leg, 0.0),
+                                     minlength=self.n_portfolios), dtype=np.float64)
+        out[bad | ~self.active] = np.nan
+        return out
+
+    def mtm_usd(self, path: MarketPath) -> FloatArray:
+        """Mark-to-market value per portfolio at instantiation (USD)."""
+        v = self.leg_values_usd(path, self.row) * self.coins
+        return np.asarray(np.bincount(self.portfolio_idx, weights=np.nan_to_num(v),
+                                      minlength=self.n_portfolios), dtype=np.float64)
+
+
+def instantiate(table: TemplateTable, path: MarketPath, row: int) -> DayBooks:
+    """Instantiate every template at the close of ``row`` (see module docstring), vectorised."""
+    close_time = path.known_at(row)
+    day0 = np.datetime64(path.times[row], "D").astype("datetime64[s]")
+    s = path.closes[row, table.und_col]
+    vol = path.iv[row, table.und_col]
+    is_opt = (table.kind == 1) | (table.kind == 2)
+    bad_leg = ~np.isfinite(s) | (is_opt & ~np.isfinite(vol))
+    n_p = len(table.templates)
+    bad = np.bincount(table.portfolio_idx, weights=bad_leg, minlength=n_p) > 0
+    active = table.known & ~bad
+    ok_leg = active[table.portfolio_idx]
+    s_safe = np.where(ok_leg, s, 1.0)
+    coins = np.where(ok_leg, table.notional_usd / s_safe, 0.0)
+    strike = np.full(s.shape, np.nan)
+    strike[is_opt] = round_strikes(s_safe[is_opt] * table.moneyness[is_opt])
+    expiry = np.full(s.shape, np.datetime64("NaT"), "datetime64[s]")
+    expiry[is_opt] = day0 + (table.tenor_days[is_opt] * 86400 + EXPIRY_HOUR_UTC * 3600
+                             ).astype("timedelta64[s]")
+    is_call = table.kind == 1
+    hedge = table.kind == 3
+    if hedge.any():
+        now = np.datetime64(close_time.replace(tzinfo=None), "s")
+        o = np.flatnonzero(is_opt & ok_leg)
+        t = (expiry[o] - now).astype(np.float64) / (365.0 * 86400.0)
+        d = b76_price_delta(s_safe[o], strike[o], t, vol[o], is_call[o])[1]
+        n_u = len(path.underlyings)
+        key = table.portfolio_idx * n_u + table.und_col
+        delta = np.bincount(key[o], weights=coins[o] * d, minlength=n_p * n_u)
+        coins = np.where(hedge & ok_leg, -delta[key], coins)
+    gross = np.asarray(np.bincount(table.portfolio_idx, weights=np.abs(coins) * s_safe,
+                                   minlength=n_p), dtype=np.float64)
+    return DayBooks(
+        row=int(row), templates=table.templates, underlyings=path.underlyings, active=active,
+        portfolio_idx=table.portfolio_idx, und_col=table.und_col, is_option=is_opt,
+        is_call=is_call, strike=strike, expiry=expiry, coins=coins, gross_notional_usd=gross,
+    )
