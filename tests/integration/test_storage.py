@@ -68,15 +68,17 @@ def test_commit_stores_history_and_checkpoint_atomically_and_idempotently(
     b = _batch(7, ("a", "b"), 100.0)
     ev = {"event_id": "7:0:margin_call:a", "seq": 7, "partition": 0, "type": "margin_call",
           "account_id": "a", "initial_margin": 100.0}
-    repo.commit("engine-p0", 7, b, [ev])
-    repo.commit("engine-p0", 7, b, [ev])  # replay after a crash: nothing twice
+    assert repo.commit("engine-p0", 7, [b], [ev], {"a": (7, {"BTC-PERPETUAL": 10.0}, {})})
+    assert not repo.commit("engine-p0", 7, [b], [ev])  # replay after a crash: nothing twice
+    assert repo.account_state("a") == (7, {"BTC-PERPETUAL": 10.0}, {})
+    assert repo.account_state("zz") is None
     assert repo.checkpoint("engine-p0") == 7
     assert repo.checkpoint("other") == 0
     latest = repo.latest_margin("a")
     assert latest is not None
     assert latest["initial_margin"] == 100.0 and latest["status"] == "ok"
     assert latest["model"] == "grid" and latest["market_ts_ms"] == 1_650_000_000_007
-    repo.commit("engine-p0", 9, _batch(9, ("a",), 0.1 + 0.2), [])
+    repo.commit("engine-p0", 9, [_batch(9, ("a",), 0.1 + 0.2)])
     hist = repo.margin_history("a")
     assert [h["seq"] for h in hist] == [9, 7]
     assert hist[0]["initial_margin"] == 0.1 + 0.2  # float64 stored bit-exactly
@@ -84,9 +86,9 @@ def test_commit_stores_history_and_checkpoint_atomically_and_idempotently(
 
 
 def test_history_digest_changes_with_any_stored_bit(repo: SqlRepository) -> None:
-    repo.commit("c", 1, _batch(1, ("a",), 1.0), [])
+    repo.commit("c", 1, [_batch(1, ("a",), 1.0)])
     d1 = repo.history_digest()
-    repo.commit("c", 2, _batch(2, ("a",), np.nextafter(1.0, 2.0)), [])
+    repo.commit("c", 2, [_batch(2, ("a",), np.nextafter(1.0, 2.0))])
     assert repo.history_digest() != d1
 
 

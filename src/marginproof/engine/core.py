@@ -516,9 +516,9 @@ class MarginEngine:
             pnl = q @ cols.pnl_t  # (n_rows, n_scenarios)
             j = np.argmin(pnl, axis=1) if pnl.shape[1] else np.zeros(book.n_rows, np.int64)
             worst = pnl[np.arange(book.n_rows), j] if pnl.shape[1] else np.zeros(book.n_rows)
-            loss = np.maximum(0.0, -worst)
+            loss = np.maximum(0.0, -worst) + 0.0  # no -0.0
             net_opt = q @ cols.option_units
-            minimum = self._rate * np.maximum(0.0, -net_opt) * cols.index
+            minimum = self._rate * np.maximum(0.0, -net_opt) * cols.index + 0.0
             rows_acc = book.row_acc[: book.n_rows]
             self.loss[rows_acc, k] = loss
             self.minimum[rows_acc, k] = minimum

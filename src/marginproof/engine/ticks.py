@@ -13,15 +13,16 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from marginproof.errors import InputError
 
 Pairs = tuple[tuple[str, float], ...]
+PairsIn = Mapping[str, float] | Pairs
 
 
-def _pairs(m: Mapping[str, float] | Pairs | None, field_name: str) -> Pairs:
+def _pairs(m: PairsIn | None, field_name: str) -> Pairs:
     if m is None:
         return ()
     items = m.items() if isinstance(m, Mapping) else m
@@ -51,7 +52,7 @@ def _unnum(v: Any, field_name: str) -> float:
     return float(v)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Tick:
     """One market update.
 
@@ -81,26 +82,38 @@ class Tick:
     stream: str
     underlying: str
     exchange_ms: int
-    seq: int | None = None
-    index_price: float | None = None
-    marks: Pairs = field(default=())
-    implied_vols: Pairs = field(default=())
-    forwards: Pairs = field(default=())
-    funding_rates: Pairs = field(default=())
+    seq: int | None
+    index_price: float | None
+    marks: Pairs
+    implied_vols: Pairs
+    forwards: Pairs
+    funding_rates: Pairs
 
-    def __post_init__(self) -> None:
-        for name in ("source", "stream", "underlying"):
-            v = getattr(self, name)
+    def __init__(self, source: str, stream: str, underlying: str, exchange_ms: int,
+                 seq: int | None = None, index_price: float | None = None,
+                 marks: PairsIn = (), implied_vols: PairsIn = (), forwards: PairsIn = (),
+                 funding_rates: PairsIn = ()) -> None:
+        for name, v in (("source", source), ("stream", stream), ("underlying", underlying)):
             if not isinstance(v, str) or not v:
                 raise InputError(f"tick.{name}", "must be a non-empty string")
-        if isinstance(self.exchange_ms, bool) or not isinstance(self.exchange_ms, int):
+        if isinstance(exchange_ms, bool) or not isinstance(exchange_ms, int):
             raise InputError("tick.exchange_ms", "must be an integer (ms since epoch)")
-        if self.seq is not None and (isinstance(self.seq, bool) or not isinstance(self.seq, int)):
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
             raise InputError("tick.seq", "must be an integer or null")
-        if self.index_price is not None:
-            object.__setattr__(self, "index_price", float(self.index_price))
-        for name in ("marks", "implied_vols", "forwards", "funding_rates"):
-            object.__setattr__(self, name, _pairs(getattr(self, name), f"tick.{name}"))
+        if index_price is not None and (isinstance(index_price, bool)
+                                        or not isinstance(index_price, (int, float))):
+            raise InputError("tick.index_price", "must be a number or null")
+        set_ = object.__setattr__
+        set_(self, "source", source)
+        set_(self, "stream", stream)
+        set_(self, "underlying", underlying)
+        set_(self, "exchange_ms", exchange_ms)
+        set_(self, "seq", seq)
+        set_(self, "index_price", None if index_price is None else float(index_price))
+        set_(self, "marks", _pairs(marks, "tick.marks"))
+        set_(self, "implied_vols", _pairs(implied_vols, "tick.implied_vols"))
+        set_(self, "forwards", _pairs(forwards, "tick.forwards"))
+        set_(self, "funding_rates", _pairs(funding_rates, "tick.funding_rates"))
         if (self.index_price is None and not self.marks and not self.implied_vols
                 and not self.forwards and not self.funding_rates):
             raise InputError("tick", "carries no market value")
@@ -152,7 +165,7 @@ class Tick:
 
         ip = d.get("index_price")
         return cls(
-            source=d.get("source"),  # type: ignore[arg-type]
+            source=d.get("source"),  # type: ignore[arg-type]  # checked in __init__
             stream=d.get("stream"),  # type: ignore[arg-type]
             underlying=d.get("underlying"),  # type: ignore[arg-type]
             exchange_ms=d.get("exchange_ms"),  # type: ignore[arg-type]

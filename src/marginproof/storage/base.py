@@ -74,13 +74,17 @@ class InputLog(Protocol):
 class MarginRepository(Protocol):
     """Margin history, emitted events and consumer checkpoints."""
 
-    def commit(self, consumer: str, seq: int, batch: MarginBatch | None,
-               events: Sequence[Mapping[str, Any]]) -> None:
-        """Store a batch and events and move ``consumer``'s checkpoint to ``seq`` atomically.
-
-        Idempotent: committing the same ``seq`` twice stores nothing twice.
+    def commit(self, consumer: str, seq: int, batches: Sequence[MarginBatch] = (),
+               events: Sequence[Mapping[str, Any]] = (),
+               account_states: Mapping[str, tuple[int, Mapping[str, float],
+                                                  Mapping[str, float]]] | None = None) -> bool:
+        """Store batches, events and account states and move ``consumer``'s checkpoint to
+        ``seq``, atomically. Idempotent: committing a ``seq`` again stores nothing (False).
         """
         ...
+
+    def account_state(self, account_id: str
+                      ) -> tuple[int, dict[str, float], dict[str, float]] | None: ...
 
     def checkpoint(self, consumer: str) -> int: ...
 

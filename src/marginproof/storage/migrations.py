@@ -88,6 +88,21 @@ def _common(id_col: str, real: str) -> tuple[str, ...]:
     )
 
 
+def _v2(real: str) -> tuple[str, ...]:
+    return (
+        """CREATE TABLE consumed_events (
+            consumer TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            consumed_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (consumer, event_id))""",
+        """CREATE TABLE account_state (
+            account_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            positions TEXT NOT NULL,
+            collateral TEXT NOT NULL)""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "input log, margin history, events, offsets, accounts, keys, parameter changes",
@@ -95,13 +110,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=_common("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"),
     ),
     Migration(
-        2, "delivery log of consumed bus events (idempotent consumers)",
-        sqlite=("""CREATE TABLE consumed_events (
-                    consumer TEXT NOT NULL, event_id TEXT NOT NULL, consumed_at_ms BIGINT NOT NULL,
-                    PRIMARY KEY (consumer, event_id))""",),
-        postgres=("""CREATE TABLE consumed_events (
-                    consumer TEXT NOT NULL, event_id TEXT NOT NULL, consumed_at_ms BIGINT NOT NULL,
-                    PRIMARY KEY (consumer, event_id))""",),
+        2, "consumed bus events (idempotent consumers) and account state",
+        sqlite=_v2("REAL"),
+        postgres=_v2("DOUBLE PRECISION"),
     ),
 )
 

@@ -193,15 +193,24 @@ class SqlRepository(ABC):
             return int(cur.fetchone()[0])
 
     # -- margins and events -------------------------------------------------------------------
-    def commit(self, consumer: str, seq: int, batch: MarginBatch | None,
-               events: Sequence[Mapping[str, Any]]) -> None:
+    def commit(self, consumer: str, seq: int, batches: Sequence[MarginBatch] = (),
+               events: Sequence[Mapping[str, Any]] = (),
+               account_states: Mapping[str, tuple[int, Mapping[str, float],
+                                                  Mapping[str, float]]] | None = None) -> bool:
+        """Store batches, events and account states; move the checkpoint to ``seq``.
+
+        One transaction. Returns False (and stores nothing) if ``consumer`` had already
+        committed ``seq``: re-processing after a crash is idempotent.
+        """
         with self._tx(write=True) as cur:
             cur.execute(self._sql("SELECT seq FROM consumer_offsets WHERE consumer = ?"),
                         (consumer,))
             row = cur.fetchone()
             if row is not None and int(row[0]) >= seq:
-                return  # already committed: idempotent
-            if batch is not None and len(batch):
+                return False
+            for batch in batches:
+                if not len(batch):
+                    continue
                 cur.execute(self._sql(
                     "INSERT INTO margin_batches (partition_id, seq, market_ts_ms, model, "
                     "params_hash, cause, n_accounts) VALUES (?, ?, ?, ?, ?, ?, ?)"),
@@ -214,12 +223,29 @@ class SqlRepository(ABC):
                     "body) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"),
                     (ev["event_id"], int(ev["seq"]), int(ev["partition"]), ev["type"],
                      ev.get("account_id"), _dumps(dict(ev))))
+            for acc, (aseq, pos, coll) in (account_states or {}).items():
+                cur.execute(self._sql(
+                    "INSERT INTO account_state (account_id, seq, positions, collateral) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET "
+                    "seq = excluded.seq, positions = excluded.positions, "
+                    "collateral = excluded.collateral"),
+                    (acc, aseq, _dumps(dict(pos)), _dumps(dict(coll))))
             if row is None:
                 cur.execute(self._sql("INSERT INTO consumer_offsets (consumer, seq) VALUES (?, ?)"),
                             (consumer, seq))
             else:
                 cur.execute(self._sql("UPDATE consumer_offsets SET seq = ? WHERE consumer = ?"),
                             (seq, consumer))
+        return True
+
+    def account_state(self, account_id: str
+                      ) -> tuple[int, dict[str, float], dict[str, float]] | None:
+        """``(seq, positions, collateral)`` as of the last committed account entry."""
+        with self._tx() as cur:
+            cur.execute(self._sql("SELECT seq, positions, collateral FROM account_state "
+                                  "WHERE account_id = ?"), (account_id,))
+            r = cur.fetchone()
+        return None if r is None else (int(r[0]), json.loads(r[1]), json.loads(r[2]))
 
     def checkpoint(self, consumer: str) -> int:
         with self._tx() as cur:

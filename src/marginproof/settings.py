@@ -1,0 +1,103 @@
+"""Service settings: one typed ``BaseSettings`` read from ``MARGINPROOF_*`` environment variables.
+
+Embedded defaults need no server: a SQLite file and the in-process bus. Production sets
+``MARGINPROOF_DATABASE_URL=postgresql://...`` and ``MARGINPROOF_BUS_URL=nats://...``.
+Nothing is read at import: build ``Settings()`` where it is needed (the CLI, tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FeedSpec(BaseModel):
+    """One market-data feed the service runs.
+
+    ``kind``: ``deribit`` or ``binance`` (websocket clients) or ``replay`` (shipped history).
+    ``channels``: Deribit channels (``ticker.BTC-PERPETUAL.100ms``, ``deribit_price_index.btc_usd``,
+    ``markprice.options.btc_usd``) or Binance streams (``btcusdt@bookTicker``,
+    ``btcusdt@markPrice``, ``btcusdt@depth``). ``speed``: replay speed-up (0 = as fast as possible).
+    """
+
+    kind: Literal["deribit", "binance", "replay"]
+    url: str = ""
+    channels: list[str] = Field(default_factory=list)
+    name: str = ""
+    speed: float = 0.0
+    replay_date: str = "2022-04-15"
+    replay_symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+
+    @model_validator(mode="after")
+    def _check(self) -> FeedSpec:
+        if self.kind != "replay" and not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"{self.kind} feed needs a ws:// or wss:// url")
+        if self.speed < 0:
+            raise ValueError("speed must be >= 0")
+        return self
+
+
+class Settings(BaseSettings):
+    """All runtime settings (see ``docs/service.md``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MARGINPROOF_", extra="ignore")
+
+    database_url: str = "sqlite:///marginproof.sqlite"
+    bus_url: str = "inprocess"
+    bus_stream: str = "MARGINPROOF"
+    bus_prefix: str = "mp"
+    bus_ack_wait_s: float = 30.0
+
+    partitions: int = Field(default=1, ge=1, le=1024)
+    run_partitions: list[int] | None = None
+    engine_model: str = "grid"
+    engine_params_file: str | None = None
+    engine_commit_every: int = Field(default=256, ge=1)
+
+    max_tick_delay_ms: int = Field(default=5_000, ge=0)
+    max_jump: float = Field(default=0.15, gt=0)
+    stale_after_s: float = Field(default=30.0, gt=0)
+
+    params_min_notice_s: float = Field(default=3600.0, ge=0)
+    feeds: list[FeedSpec] = Field(default_factory=list)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus(cls, v: str) -> str:
+        if v != "inprocess" and not v.startswith(("nats://", "tls://")):
+            raise ValueError("bus_url must be 'inprocess' or a nats:// URL")
+        return v
+
+    @field_validator("bus_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "_-" for c in v):
+            raise ValueError("bus_prefix must be a single subject token")
+        return v
+
+    @model_validator(mode="after")
+    def _partitions(self) -> Settings:
+        for p in self.run_partitions or []:
+            if not 0 <= p < self.partitions:
+                raise ValueError(f"run_partitions: {p} not in [0, {self.partitions})")
+        return self
+
+    def owned_partitions(self) -> list[int]:
+        """Partitions this process runs (all by default)."""
+        return list(self.run_partitions) if self.run_partitions is not None else \
+            list(range(self.partitions))
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to show (database credentials removed)."""
+        d = self.model_dump()
+        for k in ("database_url", "bus_url"):
+            u = str(d[k])
+            if "@" in u:
+                scheme, rest = u.split("://", 1)
+                d[k] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return d
