@@ -46,7 +46,7 @@ def test_btc_api_reference_example() -> None:
     r = model.margin(book, market)
     d = r.details["by_currency"]["BTC"]
     assert r.currency == "BTC"
-    vec = d["groups"]["BTC"]["aggregated_risk_vector"]["standard"]
+    vec = d["aggregated_risk_vector"]["standard"]
     published = [-0.05968587238095239] * 3 + [-0.04272965863636364] * 3 + \
         [-0.02724789826086957] * 3 + [-0.013056284583333334] * 3 + [0.0] * 15
     assert all(abs(a - b) <= 1e-12 for a, b in zip(vec, published, strict=True))
@@ -59,7 +59,7 @@ def test_btc_api_reference_example() -> None:
     assert rel(d["risk_matrix_margin"], 0.06284313098, 1e-8)
     assert rel(r.initial_margin, 0.122861343, 1e-8)
     assert rel(r.maintenance_margin, 0.050274504784, 1e-8)
-    assert d["groups"]["BTC"]["aggregated_risk_vector"]["extended"] == [0.0] * 8
+    assert d["aggregated_risk_vector"]["extended"] == [0.0] * 8
 
 
 def test_eth_mainnet_response() -> None:
@@ -71,8 +71,9 @@ def test_eth_mainnet_response() -> None:
     market = mp.MarketSnapshot(ts, {"ETH": 1949.34}, mark_prices={"ETH-PERPETUAL": mark})
     r = model.margin(book, market)
     d = r.details["by_currency"]["ETH"]
-    g = d["groups"]["ETH"]
-    assert g["pre_aggregated_risk_vector"][0] == pytest.approx(0.21939959699999997, rel=1e-12)
+    g = d
+    pre = g["pre_aggregated_risk_vector"]["standard"]
+    assert pre[0] == pytest.approx(0.21939959699999997, rel=1e-12)
     assert g["aggregated_risk_vector"]["standard"][0] == pytest.approx(0.13163975819999998,
                                                                        rel=1e-12)
     assert g["aggregated_risk_vector"]["standard"][-1] == pytest.approx(-0.15246412672881357,

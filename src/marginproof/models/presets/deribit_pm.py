@@ -9,8 +9,9 @@ the requirements are in that currency (BTC, ETH for inverse products; USDC for l
   are revalued with Black-76 on ``F (1 + m)`` (undiscounted), inverse ones in coin as
   ``B76 / F'``, with vol ``vol (1 + up f)`` floored at ``min_volatility_for_shock_up`` or
   ``max(vol (1 - down f), 0)``, ``f = (30 / DTE)^power`` (DTE floored at 1 day);
-* aggregation per (currency, underlying): sum over instruments, positive sums times
-  ``pnl_offset``; ``worst_case = max(0, -min)``; groups of one currency add up;
+* aggregation per settlement currency: sum over its instruments, positive sums times
+  ``pnl_offset``; ``worst_case = max(0, -min)``. Every underlying of one currency (the USDC
+  bucket) moves by its own range in the same scenario;
 * extended table (**our reading, the venue's dampener is unpublished**): moves
   ``extended_moves`` with vol up, futures at their edge move; the loss beyond the worst
   standard-edge value of the same side, times ``extended_table_factor``, adds to the worst case.
@@ -94,32 +95,28 @@ class PMPosition:
 
 
 @dataclass(frozen=True)
-class PMGroupResult:
-    """Risk matrix of one (currency, underlying) group."""
-
-    currency: str
-    underlying: str
-    moves: NDArray[np.float64]  # (2n+1,)
-    pnl: NDArray[np.float64]  # (n_std, n_pos) per position, pre-offset
-    aggregated: NDArray[np.float64]  # (n_std,) after pnl_offset
-    pre_aggregated: NDArray[np.float64]  # (n_std,)
-    extended_pnl: NDArray[np.float64]  # (n_ext, n_pos)
-    extended_aggregated: NDArray[np.float64]  # (n_ext,) loss beyond the edge (<= 0)
-    worst_case: float
-    worst_index: int
-    extended_loss: float
-    positions: tuple[int, ...]  # indices into the engine's position list
-
-
-@dataclass(frozen=True)
 class PMCurrencyResult:
+    """Risk matrix and requirements of one settlement currency.
+
+    Scenario ``j`` moves every underlying of the currency by its own
+    ``price_range * (j - n) / n`` at once; vectors have shape (3 (2n+1),), per-position P&L
+    ``pnl`` (n_std, n_pos), extended ``ext_pnl`` (n_ext, n_pos).
+    """
+
     currency: str
-    groups: tuple[PMGroupResult, ...]
+    underlyings: tuple[str, ...]
+    price_ranges: Mapping[str, float]
+    pnl: NDArray[np.float64]
+    pre_aggregated: NDArray[np.float64]
+    aggregated: NDArray[np.float64]
+    ext_pnl: NDArray[np.float64]
+    extended_aggregated: NDArray[np.float64]  # loss beyond the same-side edge (<= 0)
+    worst_index: int
     worst_case: float
     extended_loss: float
     roll_shock: float
     roll_shock_by_position: Mapping[str, float]
-    delta_total_usd: float
+    delta_total_usd: Mapping[str, float]
     delta_shock: float
     correlation_contingency: float
     risk_matrix_margin: float
@@ -185,44 +182,6 @@ def _worst_index(vec: NDArray[np.float64], vol_names: Sequence[str]) -> int:
     return int(cand[0])
 
 
-def evaluate_group(positions: Sequence[PMPosition], idx: Sequence[int], currency: str,
-                   underlying: str, general: Mapping[str, Any], pair: Mapping[str, float],
-                   ccy: Mapping[str, float]) -> PMGroupResult:
-    """Standard and extended risk matrix of the positions ``idx`` of one group."""
-    n = int(general["buckets_count"])
-    vol_names = tuple(general["vol_scenarios"])
-    floor = float(general["dte_floor_days"])
-    pr = pair["price_range"]
-    moves = pr * (np.arange(2 * n + 1) - n) / n
-    cols = [position_pnl(positions[i], moves, vol_names, pair, floor) for i in idx]
-    n_std = moves.size * len(vol_names)
-    pnl = np.column_stack(cols) if cols else np.zeros((n_std, 0))
-    pre = pnl.sum(axis=1)
-    agg = _offset(pre, ccy["pnl_offset"])
-    w_i = _worst_index(agg, vol_names)
-    worst = max(0.0, -float(agg[w_i]))
-
-    ext_moves = np.array([float(e) for e in general["extended_moves"]])
-    ext_cols = []
-    for i in idx:
-        p = positions[i]
-        if p.kind == "option":
-            ext_cols.append(position_pnl(p, ext_moves, ("up",), pair, floor))
-        else:
-            ext_cols.append(position_pnl(p, np.clip(ext_moves, -pr, pr), ("up",), pair, floor))
-    ext_pnl = np.column_stack(ext_cols) if ext_cols else np.zeros((ext_moves.size, 0))
-    ext_agg = _offset(ext_pnl.sum(axis=1), ccy["pnl_offset"])
-    n_v = len(vol_names)
-    left = float(agg[:n_v].min())
-    right = float(agg[-n_v:].min())
-    edge = np.where(ext_moves < 0.0, left, right)
-    beyond = np.minimum(ext_agg - edge, 0.0) if ext_moves.size else np.zeros(0)
-    ext_loss = pair["extended_table_factor"] * max(0.0, -float(beyond.min())) if beyond.size \
-        else 0.0
-    return PMGroupResult(currency, underlying, moves, pnl, agg, pre, ext_pnl, beyond, worst,
-                         w_i, ext_loss, tuple(idx))
-
-
 def delta_usd(pos: PMPosition) -> float:
     """Delta of a position in USD at the index (forward delta, undiscounted)."""
     if pos.kind != "option":
@@ -237,15 +196,40 @@ def delta_usd(pos: PMPosition) -> float:
 def evaluate_currency(positions: Sequence[PMPosition], currency: str, params: Mapping[str, Any],
                       mmp: float = 0.0, open_orders: float = 0.0, spot: float = 0.0
                       ) -> PMCurrencyResult:
-    """Requirements of one settlement currency (every position must settle in it)."""
+    """Risk matrix and requirements of one settlement currency (all ``positions`` settle in it).
+
+    All instruments of the currency are summed per scenario, positive sums are multiplied by
+    ``pnl_offset`` and ``worst_case = max(0, -min)`` (exchange-presets 3.2).
+    """
     general = params["general"]
     ccy = {k: float(params["currency"][currency][k]) for k in _CCY_KEYS}
-    groups: list[PMGroupResult] = []
-    unds = list(dict.fromkeys(p.underlying for p in positions))
-    for und in unds:
-        pair = {k: float(params["pair"][und][k]) for k in _PAIR_KEYS}
-        idx = [i for i, p in enumerate(positions) if p.underlying == und]
-        groups.append(evaluate_group(positions, idx, currency, und, general, pair, ccy))
+    n = int(general["buckets_count"])
+    vol_names = tuple(general["vol_scenarios"])
+    n_v = len(vol_names)
+    floor = float(general["dte_floor_days"])
+    unit = (np.arange(2 * n + 1) - n) / n
+    ext_moves = np.array([float(e) for e in general["extended_moves"]])
+    unds = tuple(dict.fromkeys(p.underlying for p in positions))
+    pairs = {u: {k: float(params["pair"][u][k]) for k in _PAIR_KEYS} for u in unds}
+    n_std = unit.size * n_v
+    pnl = np.zeros((n_std, len(positions)))
+    ext_pnl = np.zeros((ext_moves.size, len(positions)))
+    for i, p in enumerate(positions):
+        pair = pairs[p.underlying]
+        pr = pair["price_range"]
+        pnl[:, i] = position_pnl(p, pr * unit, vol_names, pair, floor)
+        moves = ext_moves if p.kind == "option" else np.clip(ext_moves, -pr, pr)
+        ext_pnl[:, i] = position_pnl(p, moves, ("up",), pair, floor)
+    pre = pnl.sum(axis=1)
+    agg = _offset(pre, ccy["pnl_offset"])
+    w_i = _worst_index(agg, vol_names)
+    worst = max(0.0, -float(agg[w_i]))
+    ext_agg = _offset(ext_pnl.sum(axis=1), ccy["pnl_offset"])
+    edge = np.where(ext_moves < 0.0, float(agg[:n_v].min()), float(agg[-n_v:].min()))
+    beyond = np.minimum(ext_agg - edge, 0.0)
+    factor = max((pairs[u]["extended_table_factor"] for u in unds), default=1.0)
+    ext_loss = factor * max(0.0, -float(beyond.min())) if beyond.size else 0.0
+
     roll: dict[str, float] = {}
     for p in positions:
         if p.kind == "option":
@@ -253,24 +237,24 @@ def evaluate_currency(positions: Sequence[PMPosition], currency: str, params: Ma
         rate = max(ccy["min_annualised_move"], ccy["annualised_move_risk"] * p.tau)
         amt = abs(p.quantity) * rate
         roll[p.name] = amt if p.inverse else amt * p.index
-    d_usd = {und: sum(delta_usd(p) for p in positions if p.underlying == und) for und in unds}
-    for und, d in d_usd.items():
-        thr = float(params["pair"][und]["delta_total_liq_shock_threshold"])
+    d_usd = {u: float(sum(delta_usd(p) for p in positions if p.underlying == u)) for u in unds}
+    for u, d in d_usd.items():
+        thr = pairs[u]["delta_total_liq_shock_threshold"]
         if abs(d) > thr:
-            raise InputError("positions", f"{PRESET}: total {und} delta {d:,.0f} USD in "
+            raise InputError("positions", f"{PRESET}: total {u} delta {d:,.0f} USD in "
                              f"{currency} exceeds delta_total_liq_shock_threshold {thr:,.0f}; "
                              "Deribit's delta shock above it is unpublished, so the preset "
                              "refuses rather than understate the margin")
-    worst = sum(g.worst_case for g in groups)
-    ext = sum(g.extended_loss for g in groups)
     roll_total = float(sum(roll.values()))
-    rmm = worst + ext + roll_total
+    rmm = worst + ext_loss + roll_total
     mm = float(general["mm_factor"]) * rmm
     im = rmm + mmp + open_orders + spot
     return PMCurrencyResult(
-        currency=currency, groups=tuple(groups), worst_case=worst, extended_loss=ext,
-        roll_shock=roll_total, roll_shock_by_position=roll,
-        delta_total_usd=float(sum(d_usd.values())), delta_shock=0.0,
+        currency=currency, underlyings=unds,
+        price_ranges={u: pairs[u]["price_range"] for u in unds}, pnl=pnl, pre_aggregated=pre,
+        aggregated=agg, ext_pnl=ext_pnl, extended_aggregated=beyond, worst_index=w_i,
+        worst_case=worst, extended_loss=ext_loss, roll_shock=roll_total,
+        roll_shock_by_position=roll, delta_total_usd=d_usd, delta_shock=0.0,
         correlation_contingency=0.0, risk_matrix_margin=rmm, mmp_margin=mmp,
         open_orders_margin=open_orders, spot_margin=spot, initial_margin=im,
         maintenance_margin=mm)
@@ -418,15 +402,11 @@ class DeribitPMModel(BaseMarginModel):
         currency = results[0].currency if len(results) == 1 else "USD"
         usd = {r.currency: self._usd_rate(r.currency, market) for r in results}
         scale = {c: (1.0 if single else usd[c]) for c in usd}
-        ranges = {g.underlying: float(g.moves[-1]) for r in results for g in r.groups}
-        same_range = len(set(ranges.values())) <= 1
-        labels: list[str] = []
+        ranges = {u: v for r in results for u, v in r.price_ranges.items()}
         unit = (np.arange(2 * n + 1) - n) / n
-        for u in unit:
-            for v in vol_names:
-                mv = (f"{u * next(iter(ranges.values())):+.1%}" if ranges and same_range
-                      else f"{u:+.2f} x range")
-                labels.append(f"move {mv}, vol {v}")
+        same = len(set(ranges.values())) == 1
+        labels = [(f"move {u * next(iter(ranges.values())):+.1%}" if same
+                   else f"move {u:+.2f} x range") + f", vol {v}" for u in unit for v in vol_names]
         labels += [f"extended move {e:+.0%}, vol up" for e in ext_moves]
         n_std = len(unit) * n_v
         pnl = np.zeros((len(labels), len(pos)))
@@ -437,20 +417,18 @@ class DeribitPMModel(BaseMarginModel):
         matrices: list[dict[str, Any]] = []
         for r in results:
             k = scale[r.currency]
-            in_ccy = [i for i, p in enumerate(pos) if p.currency == r.currency]
-            for g in r.groups:
-                glob = [in_ccy[c] for c in g.positions]
-                pnl[:n_std, glob] = g.pnl * k
-                pnl[n_std:, glob] = g.extended_pnl * k
-                contrib[glob] = -g.pnl[g.worst_index] * k
-                worst.append(WorstScenario(
-                    f"{r.currency}/{g.underlying}: {labels[g.worst_index]}", g.worst_index,
-                    g.worst_case * k, f"{r.currency}/{g.underlying}"))
-                grid = g.aggregated.reshape(len(unit), n_v)
-                matrices.append(risk_matrix(
-                    f"Deribit PM risk matrix {g.underlying} in {r.currency} (aggregated P&L "
-                    "after pnl_offset, gains positive)", "move",
-                    [f"{m:+.1%}" for m in g.moves], [f"vol {v}" for v in vol_names], grid))
+            glob = [i for i, p in enumerate(pos) if p.currency == r.currency]
+            pnl[:n_std, glob] = r.pnl * k
+            pnl[n_std:, glob] = r.ext_pnl * k
+            contrib[glob] = -r.pnl[r.worst_index] * k
+            worst.append(WorstScenario(f"{r.currency}: {labels[r.worst_index]}", r.worst_index,
+                                       r.worst_case * k, r.currency))
+            rows = [", ".join(f"{u} {r.price_ranges[u] * x:+.1%}" for u in r.underlyings)
+                    for x in unit] if r.underlyings else [f"{x:+.2f} x range" for x in unit]
+            matrices.append(risk_matrix(
+                f"Deribit PM risk matrix, {r.currency} (aggregated P&L after pnl_offset, "
+                "gains positive)", "move", rows, [f"vol {v}" for v in vol_names],
+                r.aggregated.reshape(len(unit), n_v)))
             pre = "" if single else f"{r.currency}:"
             comp = {"worst_case": r.worst_case, "extended_loss": r.extended_loss,
                     "roll_shock": r.roll_shock, "delta_shock": r.delta_shock,
@@ -458,23 +436,22 @@ class DeribitPMModel(BaseMarginModel):
                     "mmp_margin": r.mmp_margin, "open_orders_margin": r.open_orders_margin,
                     "spot_margin": r.spot_margin}
             components.update({pre + key: v * k for key, v in comp.items()})
-            per_ccy[r.currency] = _currency_details(r, n, n_v, usd[r.currency])
+            per_ccy[r.currency] = _currency_details(r, pos, n, n_v, usd[r.currency])
         im = sum(r.initial_margin * scale[r.currency] for r in results)
         mm = sum(r.maintenance_margin * scale[r.currency] for r in results)
-        im_usd = sum(r.initial_margin * usd[r.currency] for r in results)
-        mm_usd = sum(r.maintenance_margin * usd[r.currency] for r in results)
-        binding = max(range(len(matrices)), key=lambda i: worst[i].loss) if matrices else None
         details: dict[str, Any] = {
             "convention": ("positive requirements in the settlement currency (one currency), "
                            "or their sum in USD at the index (several currencies)"),
             "by_currency": per_ccy,
-            "initial_margin_usd": im_usd,
-            "maintenance_margin_usd": mm_usd,
+            "initial_margin_usd": sum(r.initial_margin * usd[r.currency] for r in results),
+            "maintenance_margin_usd": sum(r.maintenance_margin * usd[r.currency]
+                                          for r in results),
             "settled_positions": settled,
             "extended_table": ("our reading: loss beyond the worst standard-edge value; "
                                "Deribit's dampener is unpublished"),
         }
-        if binding is not None:
+        if matrices:
+            binding = max(range(len(matrices)), key=lambda i: worst[i].loss)
             details["risk_matrix"] = matrices[binding]
             details["risk_matrices"] = matrices
         return MarginResult(
@@ -492,16 +469,18 @@ class DeribitPMModel(BaseMarginModel):
         return market.index(currency, f"index_prices.{currency}")
 
 
-def _currency_details(r: PMCurrencyResult, n: int, n_v: int, usd_rate: float) -> dict[str, Any]:
-    worst_g = max(r.groups, key=lambda g: g.worst_case) if r.groups else None
+def _currency_details(r: PMCurrencyResult, pos: Sequence[PMPosition], n: int, n_v: int,
+                      usd_rate: float) -> dict[str, Any]:
+    mine = [p for p in pos if p.currency == r.currency]
+    by_und = {u: r.pnl[:, [i for i, p in enumerate(mine) if p.underlying == u]].sum(axis=1)
+              for u in r.underlyings}
     return {
         "initial_margin": r.initial_margin,
         "maintenance_margin": r.maintenance_margin,
         "risk_matrix_margin": r.risk_matrix_margin,
         "risk_matrix_margin_details": {
             "worst_case": r.worst_case,
-            "worst_case_bucket": (bucket_of(worst_g.worst_index, n, n_v)
-                                  if worst_g is not None else None),
+            "worst_case_bucket": bucket_of(r.worst_index, n, n_v),
             "extended_loss": r.extended_loss,
             "roll_shock": r.roll_shock,
             "delta_shock": r.delta_shock,
@@ -510,17 +489,13 @@ def _currency_details(r: PMCurrencyResult, n: int, n_v: int, usd_rate: float) ->
         "mmp_margin": r.mmp_margin,
         "open_orders_margin": r.open_orders_margin,
         "spot_margin": r.spot_margin,
+        "aggregated_risk_vector": {"standard": r.aggregated.tolist(),
+                                   "extended": r.extended_aggregated.tolist()},
+        "pre_aggregated_risk_vector": {"standard": r.pre_aggregated.tolist(),
+                                       "extended": r.ext_pnl.sum(axis=1).tolist()},
+        "pre_aggregated_by_underlying": {u: v.tolist() for u, v in by_und.items()},
+        "price_range": dict(r.price_ranges),
         "roll_shock_by_position": dict(r.roll_shock_by_position),
-        "delta_total_usd": r.delta_total_usd,
+        "delta_total_usd": dict(r.delta_total_usd),
         "usd_per_unit": usd_rate,
-        "groups": {g.underlying: {
-            "aggregated_risk_vector": {"standard": g.aggregated.tolist(),
-                                       "extended": g.extended_aggregated.tolist()},
-            "pre_aggregated_risk_vector": g.pre_aggregated.tolist(),
-            "worst_case": g.worst_case,
-            "worst_case_bucket": bucket_of(g.worst_index, n, n_v),
-            "extended_loss": g.extended_loss,
-            "price_range": float(g.moves[-1]),
-        } for g in r.groups},
     }
-
