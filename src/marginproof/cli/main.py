@@ -21,6 +21,7 @@ app = typer.Typer(
 _COMMAND_MODULES = (
     "marginproof.cli.margin",
     "marginproof.cli.demo",
+    "marginproof.cli.proofs",
 )
 
 for _mod in _COMMAND_MODULES:

@@ -1,0 +1,367 @@
+"""Proof commands: ``prove``, ``proof``, ``verify-account``, ``verify-log``, ``verify-privacy``,
+``replay``.
+
+Exit codes of the verify commands and ``replay``: 0 valid; 1 invalid, with one line
+``REJECT <check>: <reason>`` on stderr (tampering, forks, bad signatures, *and* evidence files
+that do not even parse: a verifier's verdict on a malformed proof is "invalid"); 2 for usage
+errors (missing or unreadable files, bad options), like the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from marginproof.cli.common import err_console, handle_errors, print_json
+from marginproof.errors import InputError
+from marginproof.proofs.encoding import parse_canonical, parse_hex, parse_uint
+from marginproof.proofs.epoch import compute_epoch, replay_epoch
+from marginproof.proofs.errors import VerificationError
+from marginproof.proofs.inclusion import load_proof_bytes
+from marginproof.proofs.inputlog import find_cut, log_root, replay_entries
+from marginproof.proofs.privacy import verify_bundle
+from marginproof.proofs.records import (
+    audit_epoch_log,
+    parse_record,
+    sign_record,
+    signed_record_hash,
+    verify_record,
+)
+from marginproof.proofs.signing import key_id
+from marginproof.proofs.verify import summary, verify_account
+from marginproof.proofstore import (
+    InputLogWriter,
+    ProcessHasher,
+    ProcessMapper,
+    ProofStore,
+    default_params,
+    engine_info,
+    load_epoch_secret,
+    load_tree,
+    new_epoch_secret,
+    proof_for_account,
+    published_keys,
+    read_bytes,
+)
+
+EXIT_REJECT = 1
+T = TypeVar("T")
+DirOpt = Annotated[Path, typer.Option("--dir", "--out", help="Proofs directory")]
+EpochOpt = Annotated[int, typer.Option("--epoch", min=1, help="Epoch number")]
+WorkersOpt = Annotated[int, typer.Option(help="Processes for hashing and range proofs")]
+
+
+def _say(msg: str, **_: Any) -> None:
+    """Plain output line (no wrapping: hashes stay on one line)."""
+    typer.echo(msg)
+
+
+def _reject(exc: VerificationError) -> typer.Exit:
+    err_console.print(f"[bold red]REJECT[/] {exc.code}: {exc.message}", highlight=False)
+    return typer.Exit(EXIT_REJECT)
+
+
+def evidence(fn: Callable[..., T], *args: Any) -> T:
+    """Parse evidence: a structural error is a rejection (exit 1), not a usage error."""
+    try:
+        return fn(*args)
+    except VerificationError:
+        raise
+    except InputError as exc:
+        raise VerificationError(f"{exc.field}.encoding", exc.message) from None
+
+
+def _keys(record_path: Path | None, key: str | None, keys_file: Path | None,
+          trust: str | None) -> dict[str, bytes]:
+    if key:
+        raw = parse_hex(key, "--key", 32)
+        return {key_id(raw): raw}
+    if keys_file is None and record_path is not None:
+        for parent in record_path.resolve().parents:
+            cand = parent / "public" / "keys.jsonl"
+            if cand.exists():
+                keys_file = cand
+                break
+    if keys_file is None:
+        raise InputError("--keys", "no trusted operator key: pass --key HEX or --keys keys.jsonl")
+    read_bytes(keys_file)
+    return evidence(published_keys, keys_file, trust)
+
+
+DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the proof commands to ``app``."""
+
+    @app.command()
+    @handle_errors
+    def prove(
+        epoch: EpochOpt,
+        out: DirOpt,
+        accounts: Annotated[int, typer.Option(help="Generated accounts (example log)")] = 200,
+        model: Annotated[str, typer.Option(help="Margin model (example log)")] = "grid",
+        privacy: Annotated[bool, typer.Option(help="Commitments and range proofs")] = True,
+        depth_min: Annotated[int, typer.Option(help="Minimum tree depth D_min")] = 10,
+        fmt: Annotated[str, typer.Option("--format", help="v2 (64-bit sums) or v1")] = "v2",
+        write_proofs: Annotated[bool, typer.Option(help="Write every user's proof")] = True,
+        workers: WorkersOpt = DEFAULT_WORKERS,
+    ) -> None:
+        """Build epoch N: tree, signed record, epoch-log entry and per-account proofs.
+
+        On an empty directory the input log is seeded with the example (shipped demo chain and
+        generated accounts); an example log gets the next epoch's inputs appended automatically.
+        """
+        store = ProofStore(out)
+        keys = store.operator_keys(create=True)
+        writer = InputLogWriter(store, keys)
+        entries = store.entries()
+        example_flag = store.root / "input_log" / "EXAMPLE"
+        if not entries:
+            if fmt not in ("v1", "v2"):
+                raise InputError("--format", "must be v1 or v2")
+            writer.append_genesis()
+            writer.append_params(default_params(
+                model, depth_min=depth_min, privacy=privacy,
+                fmt=f"marginproof/proofs/{fmt}"))
+            example_flag.write_text(f"accounts={accounts}\n")
+            entries = store.entries()
+        cuts = [e for e in entries if e.kind == "cut"]
+        have = {int(e.body["epoch"]) for e in cuts}
+        if epoch not in have:
+            last = max(have, default=0)
+            if not example_flag.exists():
+                raise InputError("--epoch", f"the input log has no cut for epoch {epoch}")
+            if epoch != last + 1:
+                raise InputError("--epoch", f"next epoch of this log is {last + 1}")
+            from marginproof.proofs_example import example_epoch
+
+            n = int(example_flag.read_text().split("=")[1])
+            ex = example_epoch(epoch, n)
+            writer.append_market(ex.market)
+            writer.append_positions(ex.positions)
+            scales = {"BTC": 8, "ETH": 9, "USDC": 6, "USDT": 6}
+            writer.append_balances(ex.balances, scales)
+            writer.cut(epoch, ex.market.timestamp.isoformat().replace("+00:00", "Z"))
+            entries = store.entries()
+        recs = store.signed_records()
+        prev = None
+        if epoch > 1:
+            if not recs or int(recs[-1]["record"]["header"]["epoch"]) != epoch - 1:
+                raise InputError("--epoch", f"prove epoch {epoch - 1} first")
+            prev = signed_record_hash(recs[-1])
+        elif recs:
+            raise InputError("--epoch", "epoch 1 is already in the epoch log")
+        ep_secret = new_epoch_secret(keys, epoch)
+        t0 = time.perf_counter()
+        with ProcessHasher(workers) as hasher, ProcessMapper(workers) as mapper:
+            res = compute_epoch(entries, epoch, ep_secret, prev, engine_info(), hasher=hasher,
+                                mapper=mapper)
+        t1 = time.perf_counter()
+        signed = sign_record(res.record, keys.operator)
+        d = store.save_epoch(res, signed, ep_secret, write_proofs)
+        sth = store.append_record(signed, keys.operator)
+        totals = res.record["totals"]
+        _say(f"epoch {epoch}: {len(res.account_ids)} accounts, depth "
+                      f"{res.tree.depth}, fields {', '.join(res.params.fields)} ({t1 - t0:.1f} s)")
+        _say(f"root {res.record['root']['hash']}")
+        _say("totals (quote atoms, scale "
+                      f"{res.params.quote_scale}): coll {totals['coll']}, im {totals['im']}, "
+                      f"mm {totals['mm']}, short {totals['short']}")
+        _say(f"record  {d / 'record.json'}")
+        _say(f"epoch log size {sth['sth']['size']}, root {sth['sth']['root'][:16]}...")
+        if write_proofs:
+            _say(f"proofs  {d / 'proofs'} (JSON and binary per account)")
+
+    @app.command("proof")
+    @handle_errors
+    def proof_cmd(
+        epoch: EpochOpt,
+        directory: DirOpt,
+        account: Annotated[str, typer.Option(help="Account id")],
+        binary: Annotated[bool, typer.Option(help="Compact binary instead of JSON")] = False,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="File")] = None,
+    ) -> None:
+        """Export one account's proof (what the service serves to the account's owner)."""
+        p = proof_for_account(ProofStore(directory).epoch_dir(epoch), account)
+        data = p.public().to_binary() if binary else p.to_json() + b"\n"
+        if output is None:
+            if binary:
+                raise InputError("--output", "binary proofs need --output FILE")
+            _say(data.decode(), highlight=False, soft_wrap=True)
+        else:
+            output.write_bytes(data)
+            _say(f"wrote {len(data)} bytes to {output}")
+
+    @app.command("verify-account")
+    @handle_errors
+    def verify_account_cmd(
+        proof: Annotated[Path, typer.Option("--proof", help="Proof file (JSON or binary)")],
+        root: Annotated[str, typer.Option(
+            "--root", help="Signed record file (full check) or a 64-hex root hash")],
+        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
+        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
+        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        epoch: Annotated[int | None, typer.Option(help="Epoch (needed with a bare root)")] = None,
+        account_id: Annotated[str | None, typer.Option(help="Your account id")] = None,
+        nonce: Annotated[str | None, typer.Option(help="Your nonce (hex)")] = None,
+        expect: Annotated[list[str] | None, typer.Option(
+            help="Your own statement, FIELD=ATOMS (repeatable)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Check one account's inclusion proof offline (exit 0 valid, 1 invalid)."""
+        raw = read_bytes(proof)
+        expected = {}
+        for item in expect or []:
+            name, _, val = item.partition("=")
+            expected[name] = parse_uint(val, f"--expect {name}")
+        nn = parse_hex(nonce, "--nonce", 32) if nonce else None
+        rpath = Path(root)
+        is_hex = len(root) == 64 and all(c in "0123456789abcdef" for c in root)
+        if not is_hex:
+            read_bytes(rpath)
+        try:
+            p = evidence(load_proof_bytes, raw)
+            if is_hex:
+                res = verify_account(p, root_hash=bytes.fromhex(root), epoch=epoch,
+                                     account_id=account_id, nonce=nn, expected=expected)
+            else:
+                trusted = _keys(rpath, key, keys, trust)
+                signed = evidence(parse_canonical, read_bytes(rpath), str(rpath))
+                rec = evidence(lambda: verify_record(signed, trusted))
+                res = verify_account(p, record=rec, account_id=account_id, nonce=nn,
+                                     expected=expected)
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        if json_out:
+            print_json({"valid": True, "epoch": res.epoch, "index": res.index,
+                        "values": res.values, "checks": list(res.checks)})
+            return
+        vals = ", ".join(f"{k}={v}" for k, v in res.values.items())
+        _say(f"OK epoch {res.epoch} leaf {res.index}: {vals}", highlight=False)
+        for c in res.checks:
+            _say(f"  checked: {c}")
+        if is_hex:
+            _say("  note: bare root hash: header and signature not checked")
+
+    @app.command("verify-log")
+    @handle_errors
+    def verify_log_cmd(
+        directory: DirOpt,
+        known_sth: Annotated[list[Path] | None, typer.Option(
+            help="Tree head you saw before (repeatable): must be consistent with the log")] = None,
+        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
+        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        input_log: Annotated[bool, typer.Option(
+            help="Also audit the (private) input log against every record")] = False,
+    ) -> None:
+        """Audit the epoch log: signatures, hash chain, tree heads, consistency (exit 0/1)."""
+        store = ProofStore(directory)
+        kfile = keys or store.keys_path
+        read_bytes(store.epoch_log_path)
+        known_raw = [read_bytes(k) for k in known_sth or []]
+        try:
+            trusted = evidence(published_keys, kfile, trust)
+            recs = evidence(store.signed_records)
+            heads = evidence(store.sths)
+            known = [evidence(parse_canonical, b, "known_sth") for b in known_raw]
+            audit = audit_epoch_log(recs, heads, trusted, known)
+            if input_log:
+                entries = evidence(store.entries)
+                replay_entries(entries)
+                for r in recs:
+                    v = parse_record(r)
+                    cut = evidence(find_cut, entries, v.epoch)
+                    il = v.header["input_log"]
+                    if str(cut.size) != il["size"] or log_root(entries, cut.size).hex() != \
+                            il["root"]:
+                        raise VerificationError(f"epoch {v.epoch}.input_log", "input log does "
+                                                "not match the root the record committed to")
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        head = audit.sth
+        _say(f"OK epoch log: {audit.records} records (epochs "
+                      f"{', '.join(map(str, audit.epochs))}), chain linked, signatures valid")
+        if head is not None:
+            _say(f"  latest tree head: size {head.size}, root {head.root.hex()}")
+        if audit.known_checked:
+            _say(f"  {audit.known_checked} known tree head(s) consistent (no fork, no "
+                          "truncation)")
+        if input_log:
+            _say("  input log: signatures, sequence and per-epoch roots verified")
+
+    @app.command("verify-privacy")
+    @handle_errors
+    def verify_privacy_cmd(
+        record: Annotated[Path, typer.Option("--record", help="Signed record file")],
+        bundle: Annotated[Path, typer.Option("--bundle", help="privacy.bundle file")],
+        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
+        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
+    ) -> None:
+        """Public solvency check: commitment tree, root openings, every range proof."""
+        data = read_bytes(bundle)
+        raw = read_bytes(record)
+        try:
+            trusted = _keys(record, key, keys, None)
+            signed = evidence(parse_canonical, raw, str(record))
+            rec = evidence(lambda: verify_record(signed, trusted))
+            if rec.privacy is None:
+                raise VerificationError("record.privacy", "this record has no privacy section")
+            sums = dict(zip(rec.fields, rec.root_sums, strict=True))
+            t0 = time.perf_counter()
+            out = verify_bundle(dict(rec.privacy), rec.hdr_hash, rec.depth,
+                                (sums["coll"], sums["mm"]), data, secrets.token_bytes(32))
+            dt = time.perf_counter() - t0
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        _say(f"OK privacy bundle of epoch {rec.epoch}: {out['leaves']} leaves, "
+                      f"{out['flagged']} flagged (shortfall), every range proof verifies "
+                      f"({dt:.1f} s, batched)")
+        _say(f"  root commitments open to totals coll={sums['coll']} mm={sums['mm']}")
+
+    @app.command()
+    @handle_errors
+    def replay(
+        epoch: EpochOpt,
+        directory: DirOpt,
+        force: Annotated[bool, typer.Option(help="Compare even under another engine")] = False,
+        emit_record: Annotated[Path | None, typer.Option(
+            help="Write the recomputed record bytes here")] = None,
+        workers: WorkersOpt = 1,
+    ) -> None:
+        """Auditor: recompute epoch N from the input log; must match the record byte for byte."""
+        store = ProofStore(directory)
+        d = store.epoch_dir(epoch)
+        raw_rec = read_bytes(d / "record.json")
+        ep_secret = load_epoch_secret(d)
+        try:
+            entries = evidence(store.entries)
+            published = evidence(parse_canonical, raw_rec, "record.json")
+            recs = evidence(store.signed_records)
+            prev = None
+            if epoch > 1:
+                by_epoch = {int(r["record"]["header"]["epoch"]): r for r in recs}
+                if epoch - 1 in by_epoch:
+                    prev = signed_record_hash(by_epoch[epoch - 1])
+            leaves = None
+            if (d / "tree" / "tags.npy").exists():
+                tr = load_tree(d)
+                leaves = (tr.tags, tr.values)
+            with ProcessHasher(workers) as hasher, ProcessMapper(workers) as mapper:
+                rep = replay_epoch(entries, published, ep_secret, engine_info(), force=force,
+                                   published_leaves=leaves, expected_prev=prev, hasher=hasher,
+                                   mapper=mapper)
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        if emit_record is not None:
+            emit_record.write_bytes(rep.record_bytes)
+        note = " (FORCED under a different engine: not authoritative)" if rep.forced else ""
+        _say(f"OK replay of epoch {rep.epoch}: {rep.accounts} accounts, record bytes "
+                      f"identical (sha256 {rep.record_hash}){note}")
+        _say(f"  {summary(parse_record(published))['totals']}")

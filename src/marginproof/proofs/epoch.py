@@ -1,0 +1,263 @@
+"""Build (prove) and replay one epoch: input log -> leaves -> sum tree -> record.
+
+:func:`compute_epoch` is the single committed path; the prover signs its record and the auditor's
+replay (:func:`replay_epoch`) calls the very same function on the logged entries and compares
+bytes. Parallelism is injected (``hasher`` for the tree loop, ``mapper`` for the privacy proofs)
+so this module stays pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from marginproof.errors import InputError
+from marginproof.proofs.encoding import canon, sha256
+from marginproof.proofs.errors import VerificationError
+from marginproof.proofs.inclusion import InclusionProof
+from marginproof.proofs.inputlog import LogEntry, find_cut, log_root, replay_entries
+from marginproof.proofs.leaves import (
+    EpochParams,
+    account_inputs,
+    account_values,
+    asset_prices,
+    market_from_body,
+    market_hash,
+    parse_params,
+)
+from marginproof.proofs.privacy import (
+    Mapper,
+    PrivacyTree,
+    build_privacy,
+    private_section,
+    serial_map,
+)
+from marginproof.proofs.records import header_hash, parse_record, verify_record
+from marginproof.proofs.sumtree import (
+    Hasher,
+    SumTree,
+    arrange_leaves,
+    build_sum_tree,
+    depth_for,
+    hash_rows,
+)
+from marginproof.proofs.tags import account_tags, pad_secret, pad_tag
+
+ENGINE_VERSION = "marginproof-proofs/2"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Engine identity written into the header: version and hash of the pinned environment."""
+
+    version: str
+    lock_hash: str
+
+
+def lock_hash(pins: Mapping[str, str]) -> str:
+    """Hash of the pinned environment (package versions, Python, platform): ``SHA-256(canon)``."""
+    return sha256(canon(dict(pins))).hex()
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Everything one epoch produces (the operator keeps the tree; the record is public)."""
+
+    params: EpochParams
+    header: Mapping[str, Any]
+    hdr_hash: bytes
+    record: Mapping[str, Any]
+    tree: SumTree
+    account_ids: tuple[str, ...]
+    leaf_index: Mapping[str, int]
+    nonces: Mapping[str, bytes]
+    privacy: PrivacyTree | None
+
+    @property
+    def record_bytes(self) -> bytes:
+        return canon(self.record)
+
+    def proof_for(self, account_id: str, ep_secret: bytes | None = None) -> InclusionProof:
+        """The user's private proof (with nonce, id and, if enabled, the privacy opening)."""
+        if account_id not in self.leaf_index:
+            raise InputError("account_id", f"no account {account_id!r} in epoch "
+                                           f"{self.header['epoch']}")
+        i = self.leaf_index[account_id]
+        priv = None
+        if self.privacy is not None:
+            if ep_secret is None:
+                raise InputError("epoch_secret", "needed for the privacy opening")
+            priv = private_section(self.privacy, ep_secret, i)
+        return proof_from_tree(self.tree, int(self.header["epoch"]), i, account_id,
+                               self.nonces[account_id], priv)
+
+
+def proof_from_tree(tree: SumTree, epoch: int, index: int, account_id: str | None = None,
+                    nonce: bytes | None = None,
+                    privacy: Mapping[str, Any] | None = None) -> InclusionProof:
+    """Inclusion proof of leaf ``index``."""
+    return InclusionProof(tree.fmt, epoch, tree.hdr_hash, tree.depth, index,
+                          tree.tags[index].tobytes(),
+                          tuple(int(v) for v in tree.values[index]), tuple(tree.path(index)),
+                          account_id, nonce, privacy)
+
+
+def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
+                  prev_record_hash: str | None, engine: EngineInfo, *,
+                  hasher: Hasher = hash_rows, mapper: Mapper = serial_map,
+                  trusted_operator: str | None = None) -> EpochResult:
+    """The committed path of one epoch (see module docstring)."""
+    cut = find_cut(entries, epoch)
+    st = replay_entries(entries, stop=cut.size, trusted_operator=trusted_operator)
+    if st.params is None or st.market is None:
+        raise InputError("input_log", f"epoch {epoch} has no params or market entry before its cut")
+    params = parse_params(st.params)
+    market = market_from_body(st.market)
+    prices = asset_prices(params, st.market)
+    model = params.model()
+    accounts = account_inputs(st.positions, st.balances, params)
+    if not accounts:
+        raise InputError("input_log", f"epoch {epoch} has no accounts")
+    values = np.array([account_values(a, params, model, market, prices) for a in accounts],
+                      dtype=np.uint64).reshape(len(accounts), len(params.fields))
+    ids = [a.account_id for a in accounts]
+    nt = account_tags(ep_secret, ids)
+    real_tags = np.frombuffer(b"".join(t for _, t in nt), dtype=np.uint8).reshape(-1, 32)
+    depth = depth_for(len(ids), params.depth_min)
+    ps = pad_secret(ep_secret)
+    n_pad = (1 << depth) - len(ids)
+    pads = np.frombuffer(b"".join(pad_tag(ps, j) for j in range(n_pad)),
+                         dtype=np.uint8).reshape(-1, 32)
+    tags, vals, position = arrange_leaves(real_tags, values, pads)
+    header = {
+        "spec": params.fmt.spec,
+        "epoch": str(epoch),
+        "venue": params.venue,
+        "quote": {"symbol": params.quote_symbol, "scale": str(params.quote_scale)},
+        "assets": [{"symbol": a.symbol, "scale": str(a.scale)} for a in params.assets],
+        "fields": list(params.fields),
+        "depth": str(depth),
+        "input_log": {"size": str(cut.size), "root": log_root(entries, cut.size).hex()},
+        "params_hash": params.params_hash,
+        "market_hash": market_hash(st.market),
+        "market_timestamp": str(st.market["timestamp"]),
+        "cut_timestamp": cut.timestamp,
+        "model": {"name": params.model_name, "params_hash": params.model_params_hash,
+                  "version": str(params.model_params.get("meta", {}).get("version", ""))},
+        "engine": {"version": engine.version, "lock_hash": engine.lock_hash},
+        "prev_record_hash": prev_record_hash,
+    }
+    hdr = header_hash(header)
+    tree = build_sum_tree(params.fmt, hdr, tags, vals, hasher)
+    record: dict[str, Any] = {
+        "header": header,
+        "root": {"hash": tree.root_hash.hex(), "sums": [str(s) for s in tree.root_sums]},
+        "totals": {f: str(s) for f, s in zip(params.fields, tree.root_sums, strict=True)},
+    }
+    privacy = None
+    if params.privacy:
+        privacy = build_privacy(ep_secret, hdr, [t.tobytes() for t in tags],
+                                [int(v) for v in vals[:, 0]], [int(v) for v in vals[:, 2]],
+                                params.range_base, mapper)
+        record["privacy"] = privacy.record_section()
+    return EpochResult(params, header, hdr, record, tree, tuple(ids),
+                       {a: int(position[i]) for i, a in enumerate(ids)},
+                       {a: nt[i][0] for i, a in enumerate(ids)}, privacy)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """Outcome of a replay that matched."""
+
+    epoch: int
+    accounts: int
+    record_hash: str
+    forced: bool
+    record_bytes: bytes
+
+
+def first_difference(published: Mapping[str, Any], recomputed: Mapping[str, Any],
+                     path: str = "record") -> str | None:
+    """Dotted path of the first differing field of two JSON objects (sorted keys)."""
+    if isinstance(published, Mapping) and isinstance(recomputed, Mapping):
+        for k in sorted(set(published) | set(recomputed)):
+            if k not in published or k not in recomputed:
+                return f"{path}.{k}"
+            d = first_difference(published[k], recomputed[k], f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(published, list) and isinstance(recomputed, list):
+        if len(published) != len(recomputed):
+            return f"{path} (length)"
+        for i, (a, b) in enumerate(zip(published, recomputed, strict=True)):
+            d = first_difference(a, b, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if published == recomputed else path
+
+
+def replay_epoch(entries: Sequence[LogEntry], published: Any, ep_secret: bytes,
+                 engine: EngineInfo, *, force: bool = False,
+                 published_leaves: tuple[np.ndarray, np.ndarray] | None = None,
+                 expected_prev: str | None = None, hasher: Hasher = hash_rows,
+                 mapper: Mapper = serial_map) -> ReplayReport:
+    """Auditor checks 11-13: recompute the epoch and demand identical record bytes.
+
+    ``published`` is the signed record; ``published_leaves`` (operator's sorted tags and values,
+    if available) lets a mismatch name the first differing account and field.
+    """
+    view = parse_record(published, "published")
+    h = view.header
+    if h["engine"]["version"] != engine.version or h["engine"]["lock_hash"] != engine.lock_hash:
+        if not force:
+            raise VerificationError(
+                "replay.engine", f"record was made by engine {h['engine']['version']} "
+                f"(lock {h['engine']['lock_hash'][:12]}...), this is {engine.version} (lock "
+                f"{engine.lock_hash[:12]}...): refusing (use --force to compare anyway)")
+        engine = EngineInfo(h["engine"]["version"], h["engine"]["lock_hash"])
+    if expected_prev is not None and h["prev_record_hash"] != expected_prev:
+        raise VerificationError("replay.prev_record_hash",
+                                "record does not link to the previous record of the epoch log")
+    cut = find_cut(entries, view.epoch)
+    st = replay_entries(entries, stop=cut.size)
+    signer = st.operator_keys().get(published["key_id"])
+    if signer is None:
+        raise VerificationError("replay.key_id", "record not signed by an operator key of the "
+                                                 "input log at the cut")
+    verify_record(published, st.operator_keys(), "published")
+    if str(cut.size) != h["input_log"]["size"] or log_root(entries, cut.size).hex() != \
+            h["input_log"]["root"]:
+        raise VerificationError("replay.input_log", "input log entries [0, size) do not hash to "
+                                                    "the root in the header (log was altered)")
+    res = compute_epoch(entries, view.epoch, ep_secret, h["prev_record_hash"], engine,
+                        hasher=hasher, mapper=mapper)
+    if res.record_bytes == canon(published["record"]):
+        return ReplayReport(view.epoch, len(res.account_ids), sha256(res.record_bytes).hex(),
+                            force, res.record_bytes)
+    where = first_difference(published["record"], res.record) or "record"
+    detail = ""
+    if published_leaves is not None:
+        detail = _first_leaf_difference(res, published_leaves)
+    raise VerificationError("replay.mismatch", f"recomputed record differs at {where}{detail}")
+
+
+def _first_leaf_difference(res: EpochResult, published: tuple[np.ndarray, np.ndarray]) -> str:
+    ptags, pvals = published
+    for aid in sorted(res.account_ids, key=lambda s: s.encode("utf-8")):
+        i = res.leaf_index[aid]
+        tag = res.tree.tags[i].tobytes()
+        ours = res.tree.values[i]
+        hit = np.nonzero(np.all(ptags == np.frombuffer(tag, np.uint8), axis=1))[0]
+        if hit.size == 0:
+            return f"; first differing account {aid!r}: missing from the published tree"
+        theirs = pvals[int(hit[0])]
+        for j, name in enumerate(res.params.fields):
+            if int(theirs[j]) != int(ours[j]):
+                return (f"; first differing account {aid!r} field {name}: published "
+                        f"{int(theirs[j])}, recomputed {int(ours[j])}")
+    return "; every account's leaf matches (difference is in the header or padding)"

@@ -1,0 +1,223 @@
+"""L3: signed epoch records, the hash chain and the epoch log (spec section 6).
+
+``record = {header, root {hash, sums[F]}, totals {field: sum}, privacy?}`` is published as
+``{record, sig, key_id}`` with ``sig = Ed25519(op_key, "marginproof/v1/epoch-record" || 0x00 ||
+SHA-256(canon(record)))``. Each header carries ``prev_record_hash = SHA-256(canon(previous signed
+record))`` (``null`` for the first epoch), and every signed record is a leaf of the RFC 9162 epoch
+log, whose tree heads are signed by the operator. :func:`audit_epoch_log` checks all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from marginproof.errors import InputError
+from marginproof.proofs import merklelog
+from marginproof.proofs.encoding import (
+    PREFIX_HEADER,
+    canon,
+    parse_canonical,
+    parse_hex,
+    parse_hex32,
+    parse_uint,
+    sha256,
+)
+from marginproof.proofs.errors import VerificationError
+from marginproof.proofs.inputlog import TreeHead, verify_sth
+from marginproof.proofs.signing import CTX_EPOCH_RECORD, SigningKey, verify_signature
+from marginproof.proofs.sumtree import MAX_DEPTH, TreeFormat, format_for_spec
+
+HEADER_KEYS = {"spec", "epoch", "venue", "quote", "assets", "fields", "depth", "input_log",
+               "params_hash", "market_hash", "market_timestamp", "cut_timestamp", "model",
+               "engine", "prev_record_hash"}
+
+
+def header_hash(header: Mapping[str, Any]) -> bytes:
+    """``SHA-256(0x14 || canon(header))``."""
+    return sha256(PREFIX_HEADER, canon(header))
+
+
+def sign_record(record: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
+    """``{record, sig, key_id}``."""
+    return {"record": dict(record), "sig": key.sign(CTX_EPOCH_RECORD, canon(record)).hex(),
+            "key_id": key.key_id}
+
+
+def signed_record_hash(signed: Mapping[str, Any]) -> str:
+    """``SHA-256(canon(signed record))``: what the next header's ``prev_record_hash`` holds."""
+    return sha256(canon(signed)).hex()
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A structurally valid, signature-checked epoch record."""
+
+    signed: Mapping[str, Any]
+    header: Mapping[str, Any]
+    hdr_hash: bytes
+    fmt: TreeFormat
+    epoch: int
+    depth: int
+    fields: tuple[str, ...]
+    root_hash: bytes
+    root_sums: tuple[int, ...]
+    privacy: Mapping[str, Any] | None
+
+    @property
+    def record_hash(self) -> str:
+        return signed_record_hash(self.signed)
+
+
+def parse_record(signed: Any, where: str = "record") -> RecordView:
+    """Check the structure of ``{record, sig, key_id}`` (no signature check)."""
+    if not isinstance(signed, dict) or set(signed) != {"record", "sig", "key_id"}:
+        raise InputError(where, "must be {record, sig, key_id}")
+    rec = signed["record"]
+    if not isinstance(rec, dict) or not {"header", "root", "totals"} <= set(rec) or not set(
+            rec) <= {"header", "root", "totals", "privacy"}:
+        raise InputError(f"{where}.record", "must be {header, root, totals[, privacy]}")
+    h = rec["header"]
+    if not isinstance(h, dict) or set(h) != HEADER_KEYS:
+        raise InputError(f"{where}.record.header", f"must have exactly {sorted(HEADER_KEYS)}")
+    fmt = format_for_spec(h["spec"], f"{where}.record.header.spec")
+    epoch = parse_uint(h["epoch"], f"{where}.record.header.epoch")
+    depth = parse_uint(h["depth"], f"{where}.record.header.depth", max_value=MAX_DEPTH)
+    fields = h["fields"]
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        raise InputError(f"{where}.record.header.fields", "must be a non-empty list of names")
+    if len(set(fields)) != len(fields) or fields[:4] != ["coll", "im", "mm", "short"]:
+        raise InputError(f"{where}.record.header.fields",
+                         "must start with coll, im, mm, short and be unique")
+    root = rec["root"]
+    if not isinstance(root, dict) or set(root) != {"hash", "sums"}:
+        raise InputError(f"{where}.record.root", "must be {hash, sums}")
+    root_hash = parse_hex32(root["hash"], f"{where}.record.root.hash")
+    if not isinstance(root["sums"], list) or len(root["sums"]) != len(fields):
+        raise InputError(f"{where}.record.root.sums", f"must list {len(fields)} sums")
+    sums = tuple(parse_uint(s, f"{where}.record.root.sums[{i}]", max_value=fmt.sum_max)
+                 for i, s in enumerate(root["sums"]))
+    if not isinstance(rec["totals"], dict):
+        raise InputError(f"{where}.record.totals", "must be an object")
+    parse_hex32(signed["key_id"], f"{where}.key_id")
+    parse_hex(signed["sig"], f"{where}.sig", 64)
+    prev = h["prev_record_hash"]
+    if prev is not None:
+        parse_hex32(prev, f"{where}.record.header.prev_record_hash")
+    privacy = rec.get("privacy")
+    if privacy is not None and not isinstance(privacy, dict):
+        raise InputError(f"{where}.record.privacy", "must be an object")
+    return RecordView(signed, h, header_hash(h), fmt, epoch, depth, tuple(fields), root_hash,
+                      sums, privacy)
+
+
+def verify_record(signed: Any, operator_keys: Mapping[str, bytes],
+                  where: str = "record") -> RecordView:
+    """Structure, signature under a trusted operator key, and ``totals == root.sums``."""
+    view = parse_record(signed, where)
+    raw = operator_keys.get(signed["key_id"])
+    if raw is None:
+        raise VerificationError(f"{where}.key_id",
+                                "record signed by a key that is not a trusted operator key")
+    verify_signature(raw, CTX_EPOCH_RECORD, canon(signed["record"]),
+                     bytes.fromhex(signed["sig"]), f"{where}.sig")
+    totals = signed["record"]["totals"]
+    expect = {f: str(s) for f, s in zip(view.fields, view.root_sums, strict=True)}
+    if totals != expect:
+        raise VerificationError(f"{where}.totals", "published totals differ from the root sums")
+    return view
+
+
+def load_record_bytes(data: bytes, where: str = "record") -> Any:
+    """Strict canonical parse of a signed record file."""
+    return parse_canonical(data, where)
+
+
+# -- the epoch log ----------------------------------------------------------------------------
+def epoch_log_leaves(signed_records: Sequence[Mapping[str, Any]]) -> list[bytes]:
+    """RFC 9162 leaf hashes: the canonical bytes of each signed record."""
+    return [merklelog.leaf_hash(canon(s)) for s in signed_records]
+
+
+@dataclass(frozen=True)
+class LogAudit:
+    """Summary of a successful epoch-log audit."""
+
+    records: int
+    epochs: tuple[int, ...]
+    sth: TreeHead | None
+    known_checked: int
+
+
+def check_chain(views: Sequence[RecordView]) -> None:
+    """Epochs strictly increase and each ``prev_record_hash`` links to the previous record."""
+    prev: RecordView | None = None
+    for i, v in enumerate(views):
+        want = None if prev is None else prev.record_hash
+        if v.header["prev_record_hash"] != want:
+            raise VerificationError(f"epoch_log[{i}].prev_record_hash",
+                                    f"epoch {v.epoch} does not link to the previous record "
+                                    "(history rewritten or records reordered)")
+        if prev is not None and v.epoch <= prev.epoch:
+            raise VerificationError(f"epoch_log[{i}].epoch",
+                                    f"epoch {v.epoch} after {prev.epoch}: epochs must increase")
+        prev = v
+
+
+def audit_epoch_log(signed_records: Sequence[Any], sths: Sequence[Any],
+                    operator_keys: Mapping[str, bytes],
+                    known_sths: Sequence[Any] = ()) -> LogAudit:
+    """Full audit of a published epoch log (public checks 1, 3, 8, 9).
+
+    ``sths`` are the operator's published tree heads in order; ``known_sths`` are heads this
+    verifier saw earlier (possibly from another view of the log): each must be consistent with
+    the current log, else the log was truncated, rewritten or forked.
+    """
+    views = [verify_record(s, operator_keys, f"epoch_log[{i}]")
+             for i, s in enumerate(signed_records)]
+    check_chain(views)
+    leaves = epoch_log_leaves(signed_records)
+    heads = [verify_sth(s, operator_keys, f"sth[{i}]") for i, s in enumerate(sths)]
+    prev_head: TreeHead | None = None
+    for i, hd in enumerate(heads):
+        if hd.log != "epoch":
+            raise VerificationError(f"sth[{i}].log", "not an epoch-log tree head")
+        if hd.size > len(leaves) or hd.size == 0:
+            raise VerificationError(f"sth[{i}].size", f"tree head of size {hd.size} but the log "
+                                                      f"has {len(leaves)} records (truncated)")
+        if merklelog.root_of(leaves[:hd.size]) != hd.root:
+            raise VerificationError(f"sth[{i}].root", f"root at size {hd.size} differs from the "
+                                                      "published records (rewritten history)")
+        if hd.epoch != views[hd.size - 1].epoch:
+            raise VerificationError(f"sth[{i}].epoch", "tree head names the wrong epoch")
+        if prev_head is not None:
+            merklelog.verify_consistency(prev_head.size, hd.size, prev_head.root, hd.root,
+                                         merklelog.consistency_proof(leaves[:hd.size],
+                                                                     prev_head.size))
+        prev_head = hd
+    latest = heads[-1] if heads else None
+    if latest is not None and latest.size != len(leaves):
+        raise VerificationError("sth.latest", f"latest tree head covers {latest.size} of "
+                                              f"{len(leaves)} records")
+    for i, k in enumerate(known_sths):
+        kh = verify_sth(k, operator_keys, f"known_sth[{i}]")
+        check_known_head(kh, leaves, f"known_sth[{i}]")
+    return LogAudit(len(views), tuple(v.epoch for v in views), latest, len(known_sths))
+
+
+def check_known_head(known: TreeHead, leaves: Sequence[bytes], where: str) -> None:
+    """A head seen earlier must be a prefix of the current log (consistency proof)."""
+    if known.log != "epoch":
+        raise VerificationError(f"{where}.log", "not an epoch-log tree head")
+    n = len(leaves)
+    if known.size > n:
+        raise VerificationError(f"{where}.size", f"you saw a log of {known.size} records, it "
+                                                 f"now has {n}: the log was truncated")
+    if known.size == n:
+        if merklelog.root_of(leaves) != known.root:
+            raise VerificationError(f"{where}.root", f"fork: the same size {n} has another root")
+        return
+    merklelog.verify_consistency(known.size, n, known.root, merklelog.root_of(leaves),
+                                 merklelog.consistency_proof(leaves, known.size)
+                                 if known.size else [])
