@@ -73,6 +73,30 @@ class Container:
         """The grid model in force in the engines."""
         return self.runners[0].engine.model if self.runners else _initial_model(self.settings)
 
+    def engine_label(self, underlying: str, j: int) -> str:
+        """Label of the engine's grid scenario ``j`` on ``underlying``."""
+        from marginproof.engine.core import scenario_label
+
+        return scenario_label(self.engine_model(), underlying, j)
+
+    def announce(self, event: dict[str, Any]) -> None:
+        """Publish an announcement (parameter schedule) on the bus, from any thread."""
+        import json
+
+        if self.bus is None or self.loop is None:
+            return
+        subject = f"{self.settings.bus_prefix}.events.announcements"
+        msg_id = f"announce-{event.get('log_seq', '')}-{event.get('type', '')}"
+        coro = self.bus.publish(subject, json.dumps(event).encode(), msg_id, event)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._tasks.append(asyncio.ensure_future(coro))
+        else:
+            asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def whatif_model(self, name: str, params: dict[str, Any] | None = None) -> BaseMarginModel:
         """Any registry model, with its shipped parameters or ``params``."""
         cls = model_class(name)

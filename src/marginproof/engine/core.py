@@ -270,9 +270,7 @@ class MarginEngine:
 
     def scenario_label(self, underlying: str, j: int) -> str:
         """Human label of scenario ``j`` on ``underlying`` (e.g. ``BTC -16.0%, vol up``)."""
-        ns = len(self._shocks)
-        u = float(self._unit_moves[j // ns]) * self.model.price_range(underlying)
-        return f"{underlying} {u:+.1%}, vol {self._shocks[j % ns]}"
+        return scenario_label(self.model, underlying, j)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def owns(self, account_id: str) -> bool:
@@ -760,6 +758,16 @@ class MarginEngine:
             h.update(a.encode())
             h.update(np.array([self.im[i], self.mm[i], self.equity[i]]).tobytes())
         return h.hexdigest()
+
+
+def scenario_label(model: GridModel, underlying: str, j: int) -> str:
+    """Label of grid scenario ``j`` on ``underlying``: move of the underlying and vol shock."""
+    unit, shocks = model.scenario_axes()
+    ns = len(shocks)
+    if not 0 <= j < len(unit) * ns:
+        return f"{underlying} scenario {j}"
+    u = float(unit[j // ns]) * model.price_range(underlying)
+    return f"{underlying} {u:+.1%}, vol {shocks[j % ns]}"
 
 
 def _merge(batches: list[MarginBatch], engine: MarginEngine, seq: int, cause: str

@@ -1,0 +1,52 @@
+"""``create_app(container) -> FastAPI``: routers, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from marginproof.bootstrap import Container
+from marginproof.service import errors
+from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
+from marginproof.service.stream import Fanout
+
+DESCRIPTION = """Real-time margin service of marginproof.
+
+Inputs (accounts, fills, transfers, market data, parameter changes) go to a durable,
+append-only input log; the incremental engine re-margins the affected accounts and publishes
+margin updates, margin calls and liquidation signals. Authenticate with `X-API-Key`:
+account keys see only their account; operator keys manage accounts, inputs, parameters
+and keys. `/health`, `/metrics` and this schema are public.
+"""
+
+
+def create_app(container: Container, manage_lifecycle: bool = True,
+               start_engines: bool = True, start_feeds: bool = True) -> FastAPI:
+    """The ASGI app over ``container``; ``manage_lifecycle`` starts/stops it with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await container.start(engines=start_engines, feeds=start_feeds)
+        fanout = Fanout(container.repo, container.settings.bus_prefix,
+                        container.settings.partitions)
+        app.state.fanout = fanout
+        if container.bus is not None:
+            await fanout.start(container.bus)
+        try:
+            yield
+        finally:
+            await fanout.stop()
+            if manage_lifecycle:
+                await container.stop()
+
+    app = FastAPI(title="marginproof", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.container = container
+    errors.install(app)
+    for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
+              stream.router):
+        app.include_router(r)
+    return app

@@ -1,0 +1,41 @@
+"""API key management (operator)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from marginproof.service.auth import create_key
+from marginproof.service.deps import ContainerDep, OperatorDep
+from marginproof.service.schemas import KeyCreate, KeyCreated, KeyOut, KeysOut
+from marginproof.storage.base import KeyRecord
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+def _out(r: KeyRecord) -> KeyOut:
+    return KeyOut(key_id=r.key_id, scope=r.scope, account_id=r.account_id, label=r.label,
+                  created_at_ms=r.created_at_ms, created_by=r.created_by,
+                  revoked_at_ms=r.revoked_at_ms)
+
+
+@router.post("", status_code=201, response_model=KeyCreated)
+def new_key(body: KeyCreate, principal: OperatorDep, container: ContainerDep) -> KeyCreated:
+    """Create a key; the secret is in the response only."""
+    if body.account_id is not None and not container.repo.account_exists(body.account_id):
+        raise HTTPException(404, "unknown account")
+    key, rec = create_key(container.repo, body.scope, body.account_id, body.label,
+                          principal.label or principal.key_id, container.clock_ms())
+    return KeyCreated(key=key, **_out(rec).model_dump())
+
+
+@router.get("", response_model=KeysOut)
+def list_keys(principal: OperatorDep, container: ContainerDep) -> KeysOut:
+    """Every key (never the secrets nor their hashes)."""
+    return KeysOut(keys=[_out(r) for r in container.repo.list_keys()])
+
+
+@router.delete("/{key_id}", status_code=204)
+def revoke(key_id: str, principal: OperatorDep, container: ContainerDep) -> None:
+    """Revoke a key at once."""
+    if not container.repo.revoke_key(key_id, container.clock_ms()):
+        raise HTTPException(404, "no such active key")

@@ -1,0 +1,48 @@
+"""What-if simulator: margin of a hypothetical portfolio or trade; nothing is stored."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, HTTPException
+
+from marginproof.errors import InputError
+from marginproof.instruments.portfolio import Portfolio
+from marginproof.service.deps import ContainerDep, PrincipalDep, check_account
+from marginproof.service.schemas import WhatIfIn, WhatIfOut
+
+router = APIRouter(prefix="/whatif", tags=["what-if"])
+
+
+@router.post("", response_model=WhatIfOut)
+def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerDep) -> WhatIfOut:
+    """Margin under any registry model at the current market (account keys: own account)."""
+    t0 = time.perf_counter()
+    if body.account_id is not None:
+        check_account(principal, container, body.account_id)
+    elif not principal.is_operator and (body.positions or body.trades):
+        pass  # a hypothetical portfolio reveals nothing about other accounts
+    market = container.market()
+    if market is None:
+        raise HTTPException(409, "no market data yet")
+    positions: dict[str, float] = {}
+    if body.account_id is not None:
+        state = container.repo.account_state(body.account_id)
+        if state is None:
+            raise HTTPException(404, "unknown account")
+        positions.update(state[1])
+    for name, q in body.positions.items():
+        positions[name] = positions.get(name, 0.0) + q
+    for t in body.trades:
+        positions[t.instrument] = positions.get(t.instrument, 0.0) + t.quantity
+    positions = {k: v for k, v in positions.items() if v != 0.0}
+    if not positions:
+        raise InputError("positions", "the hypothetical portfolio is empty")
+    model = container.whatif_model(body.model, body.params)
+    result = model.margin(Portfolio.of(positions), market)
+    container.metrics.whatif_seconds.observe(time.perf_counter() - t0)
+    return WhatIfOut(model=result.model, params_hash=result.params_hash,
+                     market_timestamp=result.market_timestamp.isoformat(),
+                     currency=result.currency, initial_margin=float(result.initial_margin),
+                     maintenance_margin=float(result.maintenance_margin), positions=positions,
+                     result=result.to_dict())
