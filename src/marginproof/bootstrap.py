@@ -53,6 +53,7 @@ class Container:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _subs: list[Any] = field(default_factory=list)
     feeds: list[Any] = field(default_factory=list)
+    _users: int = 0
 
     # -- queries ---------------------------------------------------------------------------
     def market(self) -> MarketSnapshot | None:
@@ -114,7 +115,14 @@ class Container:
         fut.result(timeout=30)
 
     async def start(self, engines: bool = True, feeds: bool = True) -> None:
-        """Connect the bus, recover and start the engines, the feeds and the watchdog."""
+        """Connect the bus, recover and start the engines, the feeds and the watchdog.
+
+        Reference-counted: a second ``start`` (another ASGI client of the same app) only
+        registers a user; the last matching :meth:`stop` shuts everything down.
+        """
+        self._users += 1
+        if self._users > 1:
+            return
         self.loop = asyncio.get_running_loop()
         s = self.settings
         if s.bus_url == "inprocess":
@@ -154,6 +162,9 @@ class Container:
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
         for f in self.feeds:
             await f.stop()
         for sub in self._subs:
