@@ -224,6 +224,9 @@ def register(app: typer.Typer) -> None:
         nn = parse_hex(nonce, "--nonce", 32) if nonce else None
         rpath = Path(root)
         is_hex = len(root) == 64 and all(c in "0123456789abcdef" for c in root)
+        if is_hex and epoch is None:
+            raise InputError("--epoch", "required with a bare root hash (the proof's epoch "
+                                        "field is not covered by any hash)")
         if not is_hex:
             read_bytes(rpath)
         try:
