@@ -73,7 +73,7 @@ def test_mixed_currencies_are_summed_in_usd(deribit_market: MarketSnapshot) -> N
 
 @pytest.mark.parametrize(("name", "field_hint"), [
     ("SOL-PERPETUAL", "linear"), (f"BTC_USDC-{EXP_NAME}-100000-C", "inverse"),
-    ("BTC_USDT", "spot"), ("XRP_USDC-PERPETUAL", "XRP"),
+    ("XRP_USDC-PERPETUAL", "XRP"),
 ])
 def test_standard_refuses_uncovered_instruments_naming_the_field(
         deribit_market: MarketSnapshot, name: str, field_hint: str) -> None:
@@ -134,7 +134,19 @@ def test_mmp_and_open_orders_add_to_im_only(deribit_market: MarketSnapshot) -> N
     assert r.maintenance_margin == base.maintenance_margin
 
 
-@pytest.mark.parametrize("name", ["SOL_USDC-PERPETUAL", "BTC_USDT"])
+def test_long_spot_is_fully_paid_and_short_spot_refused(deribit_market: MarketSnapshot) -> None:
+    for model in (DeribitStandardModel(), DeribitPMModel()):
+        r = model.margin(Portfolio.of({"BTC_USDT": 2.0, "BTC-PERPETUAL": 98_050.0}),
+                         deribit_market)
+        alone = model.margin(Portfolio.of({"BTC-PERPETUAL": 98_050.0}), deribit_market)
+        assert r.initial_margin == alone.initial_margin
+        assert "BTC_USDT (spot, fully paid)" in r.details["settled_positions"]
+        with pytest.raises(UnsupportedInstrumentError) as e:
+            model.margin(Portfolio.of({"BTC_USDT": -2.0}), deribit_market)
+        assert e.value.field == "positions[0].instrument"
+
+
+@pytest.mark.parametrize("name", ["SOL_USDC-PERPETUAL", "SOL-PERPETUAL"])
 def test_pm_refuses_products_without_parameters(deribit_market: MarketSnapshot,
                                                  name: str) -> None:
     with pytest.raises(UnsupportedInstrumentError) as e:

@@ -319,7 +319,10 @@ class DeribitPMModel(BaseMarginModel):
     # -- inputs --------------------------------------------------------------------------------
     def positions(self, portfolio: Portfolio, market: MarketSnapshot
                   ) -> tuple[list[PMPosition], list[NetPosition], list[str]]:
-        """Risk-matrix positions, their net positions, and the names of settled ones."""
+        """Risk-matrix positions, their net positions, and the names of those left out.
+
+        Left out (zero margin): settled (expired) contracts and long spot balances.
+        """
         pairs = self.params["pair"]
         ccys = self.params["currency"]
         out: list[PMPosition] = []
@@ -328,8 +331,11 @@ class DeribitPMModel(BaseMarginModel):
         for pos in net_positions(portfolio):
             inst = pos.instrument
             if inst.kind is InstrumentKind.SPOT:
-                raise unsupported(pos, PRESET, "spot balances are not part of the risk matrix "
-                                  "(give spot_margin in the portfolio's preset_inputs)")
+                if pos.quantity > 0.0:  # a fully paid balance: equity, not the risk matrix
+                    settled.append(f"{pos.name} (spot, fully paid)")
+                    continue
+                raise unsupported(pos, PRESET, "short spot cannot be held on Deribit (spot "
+                                  "orders enter through spot_margin in preset_inputs)")
             ccy = inst.settlement_currency
             if inst.underlying not in pairs:
                 raise unsupported(pos, PRESET, f"no risk-matrix parameters for "

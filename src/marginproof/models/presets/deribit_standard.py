@@ -11,7 +11,8 @@ requirements are added up per settlement currency (positive numbers, in that cur
   ``OTM = max(K - S, 0)``; short put ``MM = max(0.075, 0.075 mark) + mark``,
   ``IM = max(max(0.15 - OTM/S, 0.10) + mark, MM)`` with ``OTM = max(S - K, 0)``;
   long options carry no margin (premium paid); no spread offsets;
-* settled (expired) contracts carry no margin. Several currencies: the sum in USD at the index.
+* settled (expired) contracts and long spot balances (fully paid) carry no margin; short spot
+  is refused. Several currencies: the sum in USD at the index.
 
 Option marks come from ``mark_prices`` (coin); without one, the implied vol and the expiry's
 forward give the Black-76 mark (``B76 / F``). Linear options and spot are not covered.
@@ -107,7 +108,10 @@ class DeribitStandardModel(BaseMarginModel):
             inst = pos.instrument
             und = inst.underlying
             if inst.kind is InstrumentKind.SPOT:
-                raise unsupported(pos, PRESET, "spot balances are fully paid, not margined")
+                if pos.quantity > 0.0:  # fully paid: no margin
+                    settled.append(f"{pos.name} (spot, fully paid)")
+                    continue
+                raise unsupported(pos, PRESET, "short spot cannot be held on Deribit")
             if inst.expiry is not None and inst.expiry <= market.timestamp:
                 settled.append(pos.name)
                 continue
