@@ -107,3 +107,21 @@ def test_bad_preset_inputs_in_a_file_exit_2_naming_the_field(tmp_path: Path) -> 
     bad.write_text(json.dumps(mkt))
     r = run("margin", "--model", "derive-pmrm", "-p", pf, "-m", str(bad))
     assert r.exit_code == 2 and "preset_inputs" in r.output
+
+
+@pytest.mark.parametrize(("preset", "table", "key"), [
+    ("deribit-standard", "options", "short_floor_rate"), ("deribit-pm", "general", "mm_factor"),
+    ("derive-pmrm", "margin", "mm_factor"), ("derive-srm", "depeg", "factor"),
+])
+def test_params_hash_follows_every_parameter_change(preset: str, table: str, key: str) -> None:
+    from marginproof.models.registry import model_class
+    from marginproof.params import load_toml
+
+    raw = load_toml(config_dir() / "presets" / f"{preset}.toml")
+    cls = model_class(preset)
+    same = cls(load_toml(config_dir() / "presets" / f"{preset}.toml"))
+    assert cls().params_hash == same.params_hash
+    raw[table][key] = float(raw[table][key]) * 0.9
+    assert cls(raw).params_hash != cls().params_hash
+    for k in ("version", "date", "source"):
+        assert cls().params["meta"][k]

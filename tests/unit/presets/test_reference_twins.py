@@ -62,3 +62,26 @@ def test_deribit_risk_vector_matches_reference_twin(seed: int) -> None:
         vec = position_pnl(pos, moves, vols, PAIR, 1.0)
         ref = [deribit_position_pnl(pos, float(m), v, PAIR, 1.0) for m in moves for v in vols]
         np.testing.assert_allclose(vec, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_numpy_black76_matches_the_kernel_and_the_scalar_twin() -> None:
+    from marginproof.models.presets.common import b76, b76_delta
+    from marginproof.pricing._black76_reference import price
+    from marginproof.pricing.black76 import black76_greeks, black76_price
+
+    rng = np.random.default_rng(7)
+    n = 400
+    f = rng.uniform(10, 200, n)
+    k = np.where(rng.random(n) < 0.05, 0.0, rng.uniform(5, 300, n))
+    t = np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0, 3, n))
+    v = np.where(rng.random(n) < 0.05, 0.0, rng.uniform(0.01, 3, n))
+    v[:5] = 40.0  # total vol >= 24
+    c = rng.random(n) < 0.5
+    d = rng.uniform(0.8, 1.0, n)
+    ours = b76(f, k, t, v, c, d)
+    np.testing.assert_allclose(ours, black76_price(f, k, t, v, c, d), rtol=1e-12, atol=1e-12)
+    ref = [price(*args) for args in zip(f, k, t, v, c, d, strict=True)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    live = (k > 0) & (t > 0) & (v > 0)
+    delta = black76_greeks(f[live], k[live], t[live], v[live], c[live], 0.0).delta
+    np.testing.assert_allclose(b76_delta(f, k, t, v, c)[live], delta, rtol=1e-10, atol=1e-12)

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
 
 from marginproof.errors import InputError, UnsupportedInstrumentError
 from marginproof.instruments.contracts import Instrument
@@ -20,7 +22,7 @@ from marginproof.instruments.portfolio import Portfolio, Position
 from marginproof.instruments.resolved import resolve
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.result import PortfolioGreeks, aggregate_greeks
-from marginproof.pricing.black76 import black76_price
+from marginproof.pricing._kernels import MAX_TOTAL_VOL
 
 SECONDS_PER_DAY = 86400.0
 SECONDS_PER_YEAR = 365.0 * SECONDS_PER_DAY  # both venues use a 365-day year
@@ -60,16 +62,66 @@ def net_positions(portfolio: Portfolio) -> list[NetPosition]:
 
 
 def b76(forward: Any, strike: Any, t_years: Any, vol: Any, is_call: Any, discount: Any = 1.0
-        ) -> np.ndarray:
-    """Black-76 prices (edge rules of the presets spec), inputs broadcast to one shape first.
+        ) -> NDArray[np.float64]:
+    """Black-76 prices with the presets' edge rules, vectorised numpy, shape = broadcast shape.
 
-    Materialising the broadcast keeps the compiled kernel away from read-only views.
+    Same formula and edge rules as the compiled kernel and its scalar twin
+    (:mod:`marginproof.pricing._black76_reference`): intrinsic when ``vol sqrt(T) = 0``, call
+    ``= D F`` when ``vol sqrt(T) >= 24`` or ``K <= 0`` (put from parity, floored at 0), prices
+    clamped to ``[D intrinsic, D F]`` (calls) and ``[D intrinsic, D K]`` (puts). Plain numpy
+    instead of the parallel kernel: the presets price a few dozen options per call, where the
+    kernel's thread start-up (milliseconds) dominates; tests compare both.
     """
-    arrs = np.broadcast_arrays(np.asarray(forward, float), np.asarray(strike, float),
-                               np.asarray(t_years, float), np.asarray(vol, float),
-                               np.asarray(is_call, bool), np.asarray(discount, float))
-    f, k, t, v, c, d = (np.array(a, copy=True) for a in arrs)
-    return np.asarray(black76_price(f, k, t, v, c, d), dtype=np.float64)
+    f, k, t, v, c, d = np.broadcast_arrays(
+        np.asarray(forward, np.float64), np.asarray(strike, np.float64),
+        np.asarray(t_years, np.float64), np.asarray(vol, np.float64),
+        np.asarray(is_call, np.bool_), np.asarray(discount, np.float64))
+    sd = np.where(t > 0.0, v * np.sqrt(np.maximum(t, 0.0)), 0.0)
+    pos_k = k > 0.0
+    normal = pos_k & (sd > 0.0) & (sd < MAX_TOTAL_VOL)
+    safe_sd = np.where(normal, sd, 1.0)
+    safe_k = np.where(pos_k, k, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = (np.log(f / safe_k) + 0.5 * safe_sd * safe_sd) / safe_sd
+    d2 = d1 - safe_sd
+    call_n = d * (f * ndtr(d1) - k * ndtr(d2))
+    put_n = d * (k * ndtr(-d2) - f * ndtr(-d1))
+    call_n = np.minimum(np.maximum(call_n, d * np.maximum(f - k, 0.0)), d * f)
+    put_n = np.minimum(np.maximum(put_n, d * np.maximum(k - f, 0.0)), d * k)
+    intrinsic_c = d * np.maximum(f - k, 0.0)
+    intrinsic_p = d * np.maximum(k - f, 0.0)
+    big_c = d * f
+    big_p = np.maximum(d * f + d * (k - f), 0.0)
+    call = np.where(~pos_k, d * f, np.where(sd <= 0.0, intrinsic_c,
+                                            np.where(sd >= MAX_TOTAL_VOL, big_c, call_n)))
+    put = np.where(~pos_k, 0.0, np.where(sd <= 0.0, intrinsic_p,
+                                         np.where(sd >= MAX_TOTAL_VOL, big_p, put_n)))
+    out: NDArray[np.float64] = np.where(c, call, put).astype(np.float64)
+    return out
+
+
+def b76_delta(forward: Any, strike: Any, t_years: Any, vol: Any, is_call: Any
+              ) -> NDArray[np.float64]:
+    """Undiscounted forward delta ``N(d1)`` (calls) or ``-N(-d1)`` (puts).
+
+    Where the option has no time value (``T = 0``, zero vol, ``vol sqrt(T) >= 24``, ``K <= 0``)
+    the delta of the intrinsic value, as :func:`marginproof.pricing.black76_greeks` reports.
+    """
+    f, k, t, v, c = np.broadcast_arrays(
+        np.asarray(forward, np.float64), np.asarray(strike, np.float64),
+        np.asarray(t_years, np.float64), np.asarray(vol, np.float64),
+        np.asarray(is_call, np.bool_))
+    sd = np.where(t > 0.0, v * np.sqrt(np.maximum(t, 0.0)), 0.0)
+    ok = (k > 0.0) & (sd > 0.0) & (sd < MAX_TOTAL_VOL)
+    safe_sd = np.where(ok, sd, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = (np.log(f / np.where(k > 0.0, k, 1.0)) + 0.5 * safe_sd * safe_sd) / safe_sd
+    edge_call = np.where((k <= 0.0) | (f > k), 1.0, 0.0)  # the core greeks' edge convention
+    edge_put = np.where((k > 0.0) & (f < k), -1.0, 0.0)
+    call = np.where(ok, ndtr(d1), edge_call)
+    put = np.where(ok, -ndtr(-d1), edge_put)
+    out: NDArray[np.float64] = np.where(c, call, put).astype(np.float64)
+    return out
 
 
 def seconds_to_expiry(market: MarketSnapshot, expiry: datetime) -> float:

@@ -46,6 +46,7 @@ from marginproof.models.presets.common import (
     SECONDS_PER_YEAR,
     NetPosition,
     b76,
+    b76_delta,
     check_meta,
     expiry_key,
     flag,
@@ -61,7 +62,6 @@ from marginproof.models.presets.common import (
 )
 from marginproof.models.presets.inputs import PortfolioInputs
 from marginproof.models.result import MarginResult, WorstScenario
-from marginproof.pricing.black76 import black76_greeks
 
 PRESET = "deribit-pm"
 VOL_NAMES = ("down", "none", "up")
@@ -186,8 +186,7 @@ def delta_usd(pos: PMPosition) -> float:
     """Delta of a position in USD at the index (forward delta, undiscounted)."""
     if pos.kind != "option":
         return pos.quantity * pos.index
-    g = black76_greeks(pos.price, pos.strike, pos.tau, pos.vol, pos.is_call, 0.0)
-    d = float(g.delta[0])
+    d = float(b76_delta(pos.price, pos.strike, pos.tau, pos.vol, pos.is_call))
     if pos.inverse:  # coin value V/F: USD delta scales by S/F (see result.position_greeks_usd)
         d *= pos.index / pos.price
     return pos.quantity * d * pos.index
