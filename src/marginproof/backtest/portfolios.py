@@ -161,6 +161,12 @@ def hedged(underlyings: Sequence[str], notional_usd: float = NOTIONAL_USD
     return out
 
 
+#: Strikes of random books sit on a listed-like grid of moneyness (0.75 .. 1.25 by 0.05) and
+#: tenors, so that books share instruments as real books do (and the batch providers revalue
+#: each distinct instrument once a day).
+MONEYNESS_GRID = tuple(round(0.75 + 0.05 * i, 2) for i in range(11))
+
+
 def random_books(n_books: int, underlyings: Sequence[str], seed: int = 0,
                  notional_usd: float = NOTIONAL_USD) -> list[BookTemplate]:
     """``n_books`` seeded random option books of 2-5 legs on one or two underlyings."""
@@ -180,7 +186,7 @@ def random_books(n_books: int, underlyings: Sequence[str], seed: int = 0,
             if kind == "perp":
                 legs.append(Leg(u, "perp", notional))
             else:
-                legs.append(Leg(u, kind, notional, float(np.round(rng.uniform(0.75, 1.25), 3)),
+                legs.append(Leg(u, kind, notional, float(rng.choice(MONEYNESS_GRID)),
                                 int(rng.choice(tenors))))
         out.append(BookTemplate(f"random #{b}", "random", tuple(legs)))
     return out
@@ -219,6 +225,8 @@ def perp_instrument(underlying: str) -> Instrument:
 
 
 KIND_CODE = {"perp": 0, "call": 1, "put": 2, "hedge": 3}
+# Pure memo of instrument names (a name is a function of its key only).
+_NAME_CACHE: dict[tuple[str, bool, int, float, bool], str] = {}
 
 
 @dataclass(frozen=True)
@@ -319,7 +327,17 @@ class DayBooks:
         return option_instrument(u, exp, float(self.strike[j]), bool(self.is_call[j]))
 
     def name(self, j: int) -> str:
-        return self.instrument(j).name
+        """Instrument name of leg ``j`` (memoised per (underlying, expiry, strike, type))."""
+        key = (int(self.und_col[j]), bool(self.is_option[j]), int(self.expiry[j].astype(
+            np.int64)) if self.is_option[j] else 0, float(self.strike[j]) if self.is_option[j]
+            else 0.0, bool(self.is_call[j]))
+        nm = _NAME_CACHE.get((self.underlyings[key[0]], *key[1:]))
+        if nm is None:
+            nm = self.instrument(j).name
+            if len(_NAME_CACHE) > 200_000:
+                _NAME_CACHE.clear()
+            _NAME_CACHE[(self.underlyings[key[0]], *key[1:])] = nm
+        return nm
 
     def portfolio(self, k: int) -> Portfolio:
         """Book ``k`` as a :class:`Portfolio` (legs in template order)."""

@@ -80,6 +80,7 @@ class ModelProvider:
         self.model = model
         self._name = name or model.name
         self.keep_scenarios = keep_scenarios
+        self.skipped = 0
 
     @property
     def name(self) -> str:
@@ -94,7 +95,12 @@ class ModelProvider:
             legs = np.flatnonzero(books.portfolio_idx == k)
             unds = sorted({books.underlyings[int(c)] for c in books.und_col[legs]})
             snap = history.snapshot(i, books.option_vols(legs), unds)
-            res = self.model.margin(books.portfolio(int(k)), snap)
+            try:
+                res = self.model.margin(books.portfolio(int(k)), snap)
+            except InputError:
+                # the model refuses this book today (e.g. too little history): not evaluated
+                self.skipped += 1
+                continue
             margin[k] = res.initial_margin
             pm = res.details.get("portfolio_measures") if res.details else None
             if isinstance(pm, Mapping):
@@ -183,7 +189,8 @@ class EwmaVarProvider:
     """Reference model: EWMA one-factor normal scenarios, full revaluation, VaR and ES.
 
     For each underlying ``sigma_next`` is the RiskMetrics EWMA forecast (``lam``, seeded with
-    the first 30 squared returns) on the history up to the as-of day. Scenario ``k`` moves every
+    the first 30 squared returns) on the history up to the as-of bar (per bar: on an hourly
+    path the horizon counts ``24 h`` bars). Scenario ``k`` moves every
     underlying by the log return ``sigma_u sqrt(h) z_k`` with ``z_k = Phi^-1((k - 1/2)/n)``
     (comonotonic: one common shock; implied vols unchanged); each leg is revalued in full
     (Black-76, ``T - h/365``). ``margin = VaR_conf_var`` of the book's scenario losses
@@ -224,7 +231,8 @@ class EwmaVarProvider:
         n_u = len(history.underlyings)
         sig = np.array([self.sigma_next(history, c) for c in range(n_u)])
         h = self.horizon_days
-        r = self.z[:, None] * (sig * math.sqrt(h))[None, :]  # (n_scen, n_und)
+        bars_per_day = float(np.timedelta64(1, "D") / history.bar)  # hourly paths: 24
+        r = self.z[:, None] * (sig * math.sqrt(h * bars_per_day))[None, :]  # (n_scen, n_und)
         s0 = history.closes[i, books.und_col]
         legs_r = r[:, books.und_col]  # (n_scen, n_legs)
         s1 = s0[None, :] * np.exp(legs_r)
