@@ -215,3 +215,22 @@ def test_srm_refuses_collateral_it_cannot_hold(derive_market: MarketSnapshot) ->
     with pytest.raises(InputError) as e:
         DeriveSRMModel().margin(book, derive_market)
     assert e.value.field == "collateral.USDT"
+
+
+def test_pmrm_default_forward_split_follows_the_settlement_window() -> None:
+    from marginproof.models.presets.derive_pmrm import settlement_fixed_portion
+
+    assert settlement_fixed_portion(3000.0, 3600.0, 1800.0) == 0.0
+    assert settlement_fixed_portion(3000.0, 600.0, 1800.0) == pytest.approx(2000.0)
+    assert settlement_fixed_portion(3000.0, 0.0, 1800.0) == 3000.0
+
+
+def test_pmrm_adapter_reproduces_upstream_post_expiry_case() -> None:
+    """test_66_misc_post_expiry: an expired short call, forward fully fixed."""
+    exp = EXP
+    mkt = MarketSnapshot(exp, {"ETH": 2681.6029850999994},
+                         forwards={"ETH": {exp: 2691.6029850999994}}, rates={"ETH": 0.22},
+                         preset_inputs={"stable_price": 1.00019088635})
+    r = DerivePMRMModel().margin(Portfolio.of({f"ETH_USDC-{EXP_NAME}-2500-C": -1.0}), mkt)
+    assert r.details["derive_im_signed"] == pytest.approx(-205.01100002549938, rel=1e-9)
+    assert r.details["derive_mm_signed"] == pytest.approx(-199.64779405529939, rel=1e-9)

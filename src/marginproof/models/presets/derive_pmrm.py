@@ -521,6 +521,18 @@ def evaluate_pmrm(pf: PMRMPortfolio, p: PMRMParams,
         mm_signed=mm, im_signed=im, min_confidence=min_conf)
 
 
+def settlement_fixed_portion(forward: float, sec_to_expiry: float, window_seconds: float
+                             ) -> float:
+    """Default fixed part of the forward: ``F (W - T) / W`` within ``W`` s of expiry, else 0.
+
+    Derive settles on an average over the last ``W`` (1800) seconds; the part already averaged
+    no longer moves with spot (the upstream test harness feeds exactly this split).
+    """
+    if window_seconds <= 0.0 or sec_to_expiry >= window_seconds:
+        return 0.0
+    return forward * (window_seconds - max(sec_to_expiry, 0.0)) / window_seconds
+
+
 def basis_scenarios(p: PMRMParams) -> tuple[PMRMScenario, ...]:
     """The trusted risk assessor's three scenarios: basis up, basis down, unchanged."""
     return (PMRMScenario(p.scenario_spot_up, "none"), PMRMScenario(p.scenario_spot_down, "none"),
@@ -546,6 +558,7 @@ class DerivePMRMModel(BaseMarginModel):
         unds = params.get("general", {}).get("underlyings")
         if not isinstance(unds, list) or not unds or not all(isinstance(u, str) for u in unds):
             raise InputError("params.general.underlyings", "must be a non-empty list of names")
+        number(params["general"], "settlement_window_seconds", "general", 0.0, 86400.0)
         for u in unds:
             PMRMParams.from_mapping(params, u)
         for asset, cp in params.get("collateral", {}).items():
@@ -599,6 +612,7 @@ class DerivePMRMModel(BaseMarginModel):
         p = PMRMParams.from_mapping(self.params, und)
         mi = MarketInputs(market)
         pi = PortfolioInputs(portfolio.preset_inputs)
+        window = float(self.params["general"]["settlement_window_seconds"])
         spot = market.index(und)
         columns: list[str] = []
         perp_q = perp_price = perp_value = 0.0
@@ -624,7 +638,8 @@ class DerivePMRMModel(BaseMarginModel):
             if fwd is None:
                 raise InputError(f"forwards.{und}.{key}", f"missing: {PRESET} needs the forward "
                                  "of every option expiry (Derive's forward feed)")
-            f_fix = mi.forward_fixed(und, exp)
+            given = mi.forward_fixed(und, exp)
+            f_fix = given if given is not None else settlement_fixed_portion(fwd, sec, window)
             if f_fix > fwd:
                 raise InputError(f"market.preset_inputs.forward_fixed.{und}.{key}",
                                  f"fixed portion {f_fix} exceeds the forward {fwd}")

@@ -11,7 +11,8 @@ Two optional ``preset_inputs`` sections carry them (documented in ``docs/formats
 Every default is explicit (below) and never a price or a vol: missing confidences are 1.0
 (a fully trusted feed), a missing stable price is ``index_prices["USDC"]`` if given else 1.0,
 missing per-expiry rates fall back to ``market.rates[underlying]`` (default 0), a missing
-fixed forward portion is 0 (outside the settlement window), and missing account amounts are 0.
+fixed forward portion follows Derive's settlement averaging (``F (W - T) / W`` in the last
+``W = 1800`` s before expiry, else 0), and missing account amounts are 0.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class PresetMarketInputsIn(BaseModel):
     forward_fixed: dict[str, dict[datetime, NonNegative]] = Field(
         default_factory=dict,
         description="underlying -> expiry -> part of the forward (USD) already fixed by "
-                    "settlement averaging; spot shocks move only the rest; default 0")
+                    "settlement averaging; spot shocks move only the rest; default "
+                    "F * (1800 - T) / 1800 within 1800 s of expiry, else 0")
 
     @field_validator("rates_by_expiry", "forward_fixed")
     @classmethod
@@ -175,8 +177,10 @@ class MarketInputs:
             return float(curve[expiry])
         return self._market.rate(underlying)
 
-    def forward_fixed(self, underlying: str, expiry: datetime) -> float:
-        return float(self._doc.forward_fixed.get(underlying, {}).get(expiry, 0.0))
+    def forward_fixed(self, underlying: str, expiry: datetime) -> float | None:
+        """Fixed part of the forward if given (the preset applies its own default)."""
+        v = self._doc.forward_fixed.get(underlying, {}).get(expiry)
+        return None if v is None else float(v)
 
 
 class PortfolioInputs:
