@@ -357,7 +357,9 @@ class DeriveSRMModel(BaseMarginModel):
                 "market margins, healthy iff >= 0). initial_margin / maintenance_margin are the "
                 "positive requirements: MtM (incl. cash) - signed balance."),
             "derive_im_signed": im.margin, "derive_mm_signed": mm.margin,
-            "mark_to_market": im.mtm, "cash": cash, "stable_price": stable,
+            "derive_requirement_im_signed": im.margin - im.mtm,
+            "derive_requirement_mm_signed": mm.margin - mm.mtm,
+            "mark_to_market": im.mtm, "equity": im.mtm, "cash": cash, "stable_price": stable,
             "markets": {r.underlying: {
                 "im_signed": r.margin, "mm_signed": m.margin, "mtm": r.mtm,
                 "im_parts": dict(r.parts), "mm_parts": dict(m.parts),
