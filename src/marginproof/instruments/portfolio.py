@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +37,30 @@ class Position:
         return cls(inst, q)
 
 
+class FrozenMap(Mapping[str, Any]):
+    """A read-only, picklable mapping (``MappingProxyType`` cannot be pickled)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self) -> tuple[type[FrozenMap], tuple[dict[str, Any]]]:
+        return (FrozenMap, (self._data,))
+
+
 @dataclass(frozen=True, slots=True)
 class Portfolio:
     """An ordered collection of positions (one per line; duplicates are allowed).
@@ -58,8 +82,8 @@ class Portfolio:
     preset_inputs: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "collateral", MappingProxyType(dict(self.collateral)))
-        object.__setattr__(self, "preset_inputs", MappingProxyType(dict(self.preset_inputs)))
+        object.__setattr__(self, "collateral", FrozenMap(self.collateral))
+        object.__setattr__(self, "preset_inputs", FrozenMap(self.preset_inputs))
 
     def __len__(self) -> int:
         return len(self.positions)

@@ -234,3 +234,12 @@ def test_pmrm_adapter_reproduces_upstream_post_expiry_case() -> None:
     r = DerivePMRMModel().margin(Portfolio.of({f"ETH_USDC-{EXP_NAME}-2500-C": -1.0}), mkt)
     assert r.details["derive_im_signed"] == pytest.approx(-205.01100002549938, rel=1e-9)
     assert r.details["derive_mm_signed"] == pytest.approx(-199.64779405529939, rel=1e-9)
+
+
+def test_portfolios_with_preset_inputs_still_pickle() -> None:
+    import pickle
+
+    book = Portfolio(Portfolio.of({C4000: -1.0}).positions, collateral={"USDC": 10.0},
+                     preset_inputs={"perp_unrealised_pnl": {}})
+    again = pickle.loads(pickle.dumps(book))
+    assert again == book and dict(again.collateral) == {"USDC": 10.0}
