@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "marginproof.cli.margin",
     "marginproof.cli.demo",
     "marginproof.cli.proofs",
+    "marginproof.cli.dynamic",
     "marginproof.cli.serve",
 )
 

@@ -15,6 +15,9 @@ from marginproof.params import load_toml
 _MODELS: dict[str, str] = {
     "standard": "marginproof.models.standard:StandardModel",
     "grid": "marginproof.models.grid:GridModel",
+    "fhs": "marginproof.models.fhs:FHSModel",
+    "mc": "marginproof.models.montecarlo:MCModel",
+    "dynamic": "marginproof.models.dynamic:DynamicModel",
     "derive-pmrm": "marginproof.models.presets.derive_pmrm:DerivePMRMModel",
     "derive-srm": "marginproof.models.presets.derive_srm:DeriveSRMModel",
     "deribit-pm": "marginproof.models.presets.deribit_pm:DeribitPMModel",

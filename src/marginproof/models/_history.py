@@ -1,0 +1,290 @@
+"""Shared machinery of the history-driven models (``fhs``, ``mc``, ``dynamic``).
+
+A :class:`HistoryModel` is built from frozen parameters and a :class:`MarketHistory` (injected, or
+from a provider; the default provider reads the shipped data once per process). Everything is
+computed from data dated on or before the as-of day ``T = asof_date(market.timestamp)``: the
+last UTC day whose close is known at the market time. Scenario sets are cached per
+``(T, underlyings)`` so that repeated ``margin()`` calls on one date only revalue the book.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from marginproof.errors import InputError
+from marginproof.instruments.resolved import ResolvedBook
+from marginproof.measures import es_weights, expected_shortfall, var
+from marginproof.models.base import BaseMarginModel
+from marginproof.risk.factors import FactorPath, factor_path
+from marginproof.risk.history import MarketHistory
+from marginproof.risk.implied import DEFAULT_PROXY_SCALE
+from marginproof.scenarios.revalue import scenario_pnl_usd
+from marginproof.scenarios.sets import ScenarioSet, book_moves
+
+FloatArray = NDArray[np.float64]
+HistoryProvider = Callable[[], MarketHistory]
+
+
+def _default_provider() -> MarketHistory:
+    # Composition-root default: the shell loader of the shipped data (imported lazily so the
+    # core modules never import file-reading code at import time).
+    from marginproof.feeds.history import shipped_history
+
+    return shipped_history()
+
+
+def _num(params: Mapping[str, Any], section: str, key: str, lo: float, hi: float,
+         default: float | None = None) -> float:
+    sec = params.get(section, {})
+    v = sec.get(key, default) if isinstance(sec, Mapping) else default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= float(v) <= hi):
+        raise InputError(f"params.{section}.{key}", f"must be a number in [{lo}, {hi}], got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class TailRisk:
+    """Risk of one loss vector.
+
+    Attributes
+    ----------
+    losses : ndarray, shape (n_scenarios,)
+    var, es, worst : float
+    worst_index : int
+    measure : float
+        The configured measure (ES or VaR) times the confidence scaling.
+    """
+
+    losses: FloatArray
+    var: float
+    es: float
+    worst: float
+    worst_index: int
+    measure: float
+
+
+def tail_risk(pnl: FloatArray, conf_var: float, conf_es: float, measure: str,
+              scaling: float) -> TailRisk:
+    """Risk of a portfolio P&L matrix (n_scenarios, n_positions) summed over positions."""
+    losses = -pnl.sum(axis=1)
+    if losses.shape[0] == 0:
+        return TailRisk(losses, 0.0, 0.0, 0.0, 0, 0.0)
+    v = float(var(losses, conf_var))
+    e = float(expected_shortfall(losses, conf_es))
+    j = int(np.argmax(losses))
+    base = e if measure == "es" else v
+    return TailRisk(losses, v, e, float(losses[j]), j, max(0.0, scaling * base))
+
+
+def measure_contributions(pnl: FloatArray, losses: FloatArray, conf_var: float, conf_es: float,
+                          measure: str, scaling: float) -> FloatArray:
+    """Per-position share of the measure: ES tail means (Euler), or the VaR-scenario loss."""
+    if losses.shape[0] == 0 or pnl.shape[1] == 0:
+        return np.zeros(pnl.shape[1])
+    if measure == "es":
+        w = es_weights(losses, conf_es)
+        return np.asarray(scaling * (w @ -pnl), dtype=np.float64)
+    j = int(np.argsort(losses)[min(len(losses) - 1, int(round(conf_var * (len(losses) - 1))))])
+    return np.asarray(-scaling * pnl[j], dtype=np.float64)
+
+
+class HistoryModel(BaseMarginModel):
+    """Base of the models that need market history (see module docstring)."""
+
+    def __init__(self, params: Mapping[str, Any] | None = None,
+                 history: MarketHistory | None = None,
+                 history_provider: HistoryProvider | None = None) -> None:
+        super().__init__(params)
+        self._history = history
+        self._provider = history_provider or _default_provider
+        self._paths: dict[tuple[str, float], FactorPath] = {}
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    # -- configuration -------------------------------------------------------------------------
+    def _validate(self, params: Mapping[str, Any]) -> None:
+        r = params.get("risk")
+        if not isinstance(r, Mapping):
+            raise InputError("params.risk", "missing [risk] table")
+        if r.get("measure", "es") not in ("es", "var"):
+            raise InputError("params.risk.measure", "must be 'es' or 'var'")
+        _num(params, "risk", "conf_es", 0.5, 0.9999)
+        _num(params, "risk", "conf_var", 0.5, 0.9999)
+        _num(params, "risk", "mpor_days", 1e-6, 30.0)
+        _num(params, "risk", "scaling", 0.1, 10.0, 1.0)
+        _num(params, "maintenance", "mm_fraction", 1e-6, 1.0)
+        _num(params, "iv", "proxy_scale", 0.0, 10.0, DEFAULT_PROXY_SCALE)
+
+    @property
+    def risk_params(self) -> Mapping[str, Any]:
+        return self.params["risk"]  # type: ignore[no-any-return]
+
+    @property
+    def conf_var(self) -> float:
+        return float(self.risk_params["conf_var"])
+
+    @property
+    def conf_es(self) -> float:
+        return float(self.risk_params["conf_es"])
+
+    @property
+    def measure_name(self) -> str:
+        return str(self.risk_params.get("measure", "es"))
+
+    @property
+    def mpor_days(self) -> float:
+        return float(self.risk_params["mpor_days"])
+
+    @property
+    def scaling(self) -> float:
+        return float(self.risk_params.get("scaling", 1.0))
+
+    @property
+    def iv_shocks(self) -> bool:
+        return bool(self.params.get("iv", {}).get("shocks", True))
+
+    # -- history -------------------------------------------------------------------------------
+    @property
+    def history(self) -> MarketHistory:
+        if self._history is None:
+            self._history = self._provider()
+        return self._history
+
+    def factor_paths(self, underlyings: tuple[str, ...], lam: float) -> dict[str, FactorPath]:
+        """EWMA factor paths (cached per underlying and decay)."""
+        iv = self.params.get("iv", {})
+        series = iv.get("series", {}) if isinstance(iv, Mapping) else {}
+        scale = float(iv.get("proxy_scale", DEFAULT_PROXY_SCALE)) if isinstance(
+            iv, Mapping) else DEFAULT_PROXY_SCALE
+        out: dict[str, FactorPath] = {}
+        for u in underlyings:
+            key = (u, float(lam))
+            if key not in self._paths:
+                name = series.get(u) if isinstance(series, Mapping) else None
+                lv = self.history.atm_iv.get(str(name)) if name is not None else None
+                self._paths[key] = factor_path(u, self.history.close_series(u), lv, lam,
+                                               proxy_scale=scale)
+            out[u] = self._paths[key]
+        return out
+
+    def cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """Memo of per-date intermediates (scenario sets, fits)."""
+        if key not in self._cache:
+            if len(self._cache) > 512:
+                self._cache.clear()
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # -- scenarios -----------------------------------------------------------------------------
+    @abstractmethod
+    def scenario_set(self, underlyings: tuple[str, ...], asof: np.datetime64) -> ScenarioSet:
+        """One-day joint scenarios of ``underlyings`` as of ``asof`` (cached by callers)."""
+
+    def core_set(self, underlyings: tuple[str, ...], asof: np.datetime64) -> ScenarioSet:
+        """The cached scenario set for a book's underlyings."""
+        if not underlyings:
+            return ScenarioSet((), (), np.zeros((0, 0)), np.zeros((0, 0)))
+        key = ("core", str(asof), tuple(sorted(underlyings)))
+        full: ScenarioSet = self.cached(key, lambda: self.scenario_set(
+            tuple(sorted(underlyings)), asof))
+        return full
+
+    def revalue(self, book: ResolvedBook, sset: ScenarioSet) -> FloatArray:
+        """USD P&L (n_scenarios, n_positions) of the book under a set, over the MPOR."""
+        if len(sset) == 0 or len(book) == 0:
+            return np.zeros((len(sset), len(book)))
+        moves, vol_mult = book_moves(book, sset, self.mpor_days, self.iv_shocks)
+        return scenario_pnl_usd(book, moves, vol_mult, None)
+
+
+@dataclass(frozen=True)
+class CoreRisk:
+    """Scenario risk of a book on one date.
+
+    Attributes
+    ----------
+    sset : ScenarioSet
+    pnl : ndarray, shape (n_scenarios, n_positions)
+    groups : Mapping[str, TailRisk]
+        ``portfolio`` (cross-underlying offsets) or one entry per underlying.
+    portfolio : TailRisk
+        Whole-book risk (reported even without offsets).
+    requirement : float
+        Sum of the groups' measures (scaled).
+    contributions : ndarray, shape (n_positions,)
+    """
+
+    sset: ScenarioSet
+    pnl: FloatArray
+    groups: Mapping[str, TailRisk]
+    portfolio: TailRisk
+    requirement: float
+    contributions: FloatArray
+
+
+class ScenarioRiskMixin(HistoryModel):
+    """Risk measure, offsets and result details shared by the scenario models."""
+
+    @property
+    def cross_offset(self) -> bool:
+        return bool(self.risk_params.get("cross_underlying_offset", True))
+
+    def measure_of(self, book: ResolvedBook, pnl: FloatArray) -> tuple[float, dict[str, float]]:
+        """Requirement of a P&L matrix with the model's measure and offset rule."""
+        if pnl.shape[0] == 0:
+            return 0.0, {}
+        if self.cross_offset:
+            t = tail_risk(pnl, self.conf_var, self.conf_es, self.measure_name, self.scaling)
+            return t.measure, {"portfolio": t.measure}
+        out: dict[str, float] = {}
+        for i, u in enumerate(book.underlyings):
+            m = book.underlying_idx == i
+            out[u] = tail_risk(pnl[:, m], self.conf_var, self.conf_es, self.measure_name,
+                               self.scaling).measure
+        return float(sum(out.values())), out
+
+    def core_risk(self, book: ResolvedBook, asof: np.datetime64) -> CoreRisk:
+        sset = self.core_set(book.underlyings, asof)
+        pnl = self.revalue(book, sset)
+        cv, ce, ms, sc = self.conf_var, self.conf_es, self.measure_name, self.scaling
+        port = tail_risk(pnl, cv, ce, ms, sc)
+        contrib = np.zeros(len(book))
+        groups: dict[str, TailRisk] = {}
+        if self.cross_offset:
+            groups["portfolio"] = port
+            contrib = measure_contributions(pnl, port.losses, cv, ce, ms, sc)
+        else:
+            for i, u in enumerate(book.underlyings):
+                m = book.underlying_idx == i
+                t = tail_risk(pnl[:, m], cv, ce, ms, sc)
+                groups[u] = t
+                contrib[m] = measure_contributions(pnl[:, m], t.losses, cv, ce, ms, sc)
+        req = float(sum(t.measure for t in groups.values()))
+        return CoreRisk(sset, pnl, groups, port, req, contrib)
+
+    def risk_matrix(self, book: ResolvedBook, core: CoreRisk, n_rows: int = 10
+                    ) -> dict[str, Any]:
+        """The ``n_rows`` worst scenarios: factor moves (%) and P&L per underlying (USD)."""
+        s = core.sset
+        order = np.argsort(-core.portfolio.losses, kind="stable")[:n_rows]
+        cols = ([f"{u} return %" for u in s.underlyings]
+                + [f"{u} ATM-IV chg %" for u in s.underlyings]
+                + [f"P&L {u}" for u in book.underlyings] + ["P&L total"])
+        from marginproof.scenarios.sets import horizon_factor
+
+        f = horizon_factor(self.mpor_days, s.horizon_applied)
+        rows = []
+        for j in order:
+            r = list(100.0 * np.expm1(f * s.log_returns[j]))
+            v = list(100.0 * np.expm1(f * s.iv_log_changes[j]))
+            pu = [float(core.pnl[j, book.underlying_idx == i].sum())
+                  for i in range(len(book.underlyings))]
+            rows.append([float(x) for x in (*r, *v, *pu, float(core.pnl[j].sum()))])
+        return {"title": f"{len(order)} worst scenarios over {self.mpor_days:g} day(s)",
+                "row_label": "scenario", "rows": [s.labels[j] for j in order],
+                "columns": cols, "values": rows}
