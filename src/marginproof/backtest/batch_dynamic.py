@@ -120,7 +120,8 @@ class HistoryBatchProvider:
             scen = np.full((m, n), np.nan)
             for k, x in scen_cols.items():
                 scen[: x.shape[0], k] = x
-        return DayMargins(out, var_o, es_o, scen)
+        mm = float(self.model.params["maintenance"]["mm_fraction"]) * out
+        return DayMargins(out, var_o, es_o, scen, mm)
 
     def _pnl(self, rb: ResolvedBook, Q: csr_matrix, sset: Any) -> FloatArray:
         unit = self.core.revalue(rb, sset)  # (n_scen, n_inst), unit quantities

@@ -48,6 +48,7 @@ class DayMargins:
     var: FloatArray | None = None
     es: FloatArray | None = None
     scenario_losses: FloatArray | None = None
+    maintenance: FloatArray | None = None
 
 
 class MarginProvider(Protocol):
@@ -89,7 +90,7 @@ class ModelProvider:
     def day_margins(self, history: MarketPath, books: DayBooks) -> DayMargins:
         i = len(history) - 1
         n = books.n_portfolios
-        margin, var, es = _nan(n), _nan(n), _nan(n)
+        margin, var, es, mm = _nan(n), _nan(n), _nan(n), _nan(n)
         losses: dict[int, FloatArray] = {}
         for k in (int(x) for x in np.flatnonzero(books.active)):
             legs = np.flatnonzero(books.portfolio_idx == k)
@@ -102,6 +103,7 @@ class ModelProvider:
                 self.skipped += 1
                 continue
             margin[k] = res.initial_margin
+            mm[k] = res.maintenance_margin
             pm = res.details.get("portfolio_measures") if res.details else None
             if isinstance(pm, Mapping):
                 v = [x for key, x in pm.items() if str(key).startswith("var_")]
@@ -117,7 +119,7 @@ class ModelProvider:
             for k, x in losses.items():
                 scen[: len(x), k] = x
         has = bool(np.any(np.isfinite(var)))
-        return DayMargins(margin, var if has else None, es if has else None, scen)
+        return DayMargins(margin, var if has else None, es if has else None, scen, mm)
 
 
 class GridBatchProvider:
@@ -161,7 +163,9 @@ class GridBatchProvider:
                                      books.coins[act_legs], und_of_inst, n)
         res = grid_margin_batch(self.model, rb, csr)
         out[books.active] = res.initial_margin[books.active]
-        return DayMargins(out)
+        mm = _nan(n)
+        mm[books.active] = res.maintenance_margin[books.active]
+        return DayMargins(out, maintenance=mm)
 
 
 class ConstantProvider:

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "marginproof.cli.proofs",
     "marginproof.cli.dynamic",
     "marginproof.cli.serve",
+    "marginproof.cli.reports",
 )
 
 for _mod in _COMMAND_MODULES:

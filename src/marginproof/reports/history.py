@@ -32,7 +32,8 @@ def _dvol_daily(root: Path | None) -> pd.Series:
     last = h.groupby(h["time_utc"].dt.floor("D"))["dvol_close"].last()
     daily = datasets.load_dvol_daily(root).set_index("date")["dvol_close"]
     extra = daily[daily.index > last.index.max()]
-    return pd.concat([last, extra]).sort_index() / 100.0
+    out: pd.Series = pd.concat([last, extra]).sort_index() / 100.0
+    return out
 
 
 def daily_path(underlyings: Sequence[str] = ("BTC", "ETH", "SOL"), root: Path | None = None,

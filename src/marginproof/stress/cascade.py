@@ -15,7 +15,9 @@ and ``F_t (1 + d_ask(-V))`` otherwise, ``d = D^-1``.
 **Accounts.** ``n_accounts`` linear-perp accounts (a seeded share long, the rest short), USD
 notional log-normal; each opens at the first hour with collateral ``C = IM_rate_0 * notional *
 (1 + cushion)`` (cushion uniform), i.e. as much leverage as the venue allows, less a buffer.
-Every hour ``MM = mm_fraction * IM_rate_t * notional_t`` with the venue's current rate for the
+The default cushion is uniform in ``[0, 3]``: some traders run at the venue's maximum
+leverage, most keep an excess of up to three times the initial margin. Every hour
+``MM = mm_fraction * IM_rate_t * notional_t`` with the venue's current rate for the
 position's side. An account with equity ``C + q (P - P_0) < MM`` is liquidated: its position
 walks the book (average fill over the displacement it causes), which moves ``P`` and can push
 further accounts under their MM in the same hour (rounds until none is left). Bad debt is
@@ -119,7 +121,7 @@ class Population:
     @classmethod
     def synthetic(cls, n_accounts: int = 2000, long_share: float = 0.7,
                   median_notional_usd: float = 100_000.0, sigma_log: float = 1.2,
-                  cushion: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> Population:
+                  cushion: tuple[float, float] = (0.0, 3.0), seed: int = 0) -> Population:
         rng = np.random.default_rng(seed)
         size = median_notional_usd * np.exp(sigma_log * rng.standard_normal(n_accounts))
         side = np.where(rng.uniform(size=n_accounts) < long_share, 1.0, -1.0)

@@ -6,7 +6,8 @@ Each account posts collateral ``C = IM_0 (1 + cushion)`` with a seeded cushion d
 in ``[cushion_min, cushion_max]`` (accounts keep some excess over the initial margin) and never
 tops up (the worst case). Every hour ``t``:
 
-* ``IM_t`` from the provider on the history up to ``t``; ``MM_t = mm_fraction * IM_t``;
+* ``IM_t`` and ``MM_t`` from the provider on the history up to ``t`` (``MM_t = mm_fraction *
+  IM_t`` when the provider has no maintenance margin);
 * equity ``E_t = C + P&L_t`` (mark to market from the first hour);
 * a **margin call** is open while ``E_t < IM_t``; its shortfall is ``IM_t - E_t``;
 * the account is **liquidated** at the first hour with ``E_t < MM_t``, at that hour's close (no
@@ -79,7 +80,7 @@ def replay(path: MarketPath, templates: list[BookTemplate], provider: MarginProv
     start_row : int
         First hour (accounts open at its close).
     mm_fraction : float
-        ``MM = mm_fraction * IM``.
+        ``MM = mm_fraction * IM`` when the provider reports no maintenance margin.
     cushion : (float, float)
         Range of the collateral excess over ``IM_0``.
     seed : int
@@ -94,7 +95,8 @@ def replay(path: MarketPath, templates: list[BookTemplate], provider: MarginProv
     n = books.n_portfolios
     rng = np.random.default_rng(seed)
     cush = rng.uniform(cushion[0], cushion[1], n)
-    im0 = provider.day_margins(path.upto(start_row), books).margin
+    dm0 = provider.day_margins(path.upto(start_row), books)
+    im0 = dm0.margin
     collateral = im0 * (1.0 + cush)
     alive = books.active & np.isfinite(im0)
     first_call: list[Any] = [None] * n
@@ -105,8 +107,9 @@ def replay(path: MarketPath, templates: list[BookTemplate], provider: MarginProv
     for i in range(start_row, n_rows):
         if not path.available(i, path.underlyings):
             continue
-        im = provider.day_margins(path.upto(i), books).margin if i > start_row else im0
-        mm = mm_fraction * im
+        dm = provider.day_margins(path.upto(i), books) if i > start_row else dm0
+        im = dm.margin
+        mm = dm.maintenance if dm.maintenance is not None else mm_fraction * im
         pnl = books.pnl_usd(path, i) if i > start_row else np.zeros(n)
         eq = collateral + pnl
         t = str(path.times[i])

@@ -1,0 +1,442 @@
+"""Run backtests, stress replays and model comparisons and write their reports (shell).
+
+Each ``run_*`` function reads the shipped data, runs the pure core (:mod:`marginproof.backtest`,
+:mod:`marginproof.stress`), and writes into ``out``: tidy tables (Parquet and CSV), a
+machine-readable ``summary.json``, PNG figures and a self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marginproof import datasets
+from marginproof.backtest.batch_dynamic import HistoryBatchProvider
+from marginproof.backtest.continuous import (
+    BacktestConfig,
+    ContinuousBacktest,
+    category_summary,
+    walk_forward,
+)
+from marginproof.backtest.market import IV_RATIO, MarketPath
+from marginproof.backtest.portfolios import SETS, BookTemplate, portfolio_set
+from marginproof.backtest.providers import (
+    EwmaVarProvider,
+    GridBatchProvider,
+    MarginProvider,
+    ModelProvider,
+)
+from marginproof.errors import InputError
+from marginproof.models.registry import available_models, model_class
+from marginproof.reports import figures
+from marginproof.reports.history import hourly_path, shipped_daily_path
+from marginproof.reports.html import Report
+from marginproof.stress.cascade import (
+    DEFAULT_DEPTH_SCALE,
+    Population,
+    order_book,
+    simulate_cascade,
+    venue_rates,
+)
+from marginproof.stress.episodes import EPISODES, SHOCKS, episode
+from marginproof.stress.replay import hypothetical_shocks, replay
+
+Progress = Callable[[int, int], None]
+EXTRA_MODELS = ("ewma-var", "dynamic-no-apc")
+NO_APC = {"stressed_weight": 0.0, "floor_10y": False, "static_buffer": 0.0,
+          "release_buffer": 0.0}
+UNDERLYINGS = ("BTC", "ETH", "SOL")
+
+
+def model_names() -> tuple[str, ...]:
+    """Registry models and presets plus the backtest-only variants."""
+    return (*available_models(), *EXTRA_MODELS)
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
+            out.get(k), Mapping) else v
+    return out
+
+
+def make_provider(name: str) -> tuple[MarginProvider, dict[str, Any]]:
+    """Provider for a model name and its provenance (params hash, variant).
+
+    ``ewma-var``: the reference EWMA-VaR model; ``dynamic-no-apc``: ``dynamic`` with its APC
+    section switched off; history models go through the batch twin, ``grid`` through the batch
+    kernel, every other registry model or preset through ``margin()`` per book.
+    """
+    if name == "ewma-var":
+        return EwmaVarProvider(n_scenarios=200), {"model": name, "params_hash": "-",
+                                                  "method": "EWMA normal VaR99, 1 day"}
+    base = "dynamic" if name == "dynamic-no-apc" else name
+    if base not in available_models():
+        raise InputError("model", f"unknown model {name!r}; available: {', '.join(model_names())}")
+    cls = model_class(base)
+    model = cls()
+    if name == "dynamic-no-apc":
+        params = _deep_merge(model.params, {"apc": NO_APC})
+        model = cls(params)
+    info = {"model": name, "params_hash": model.params_hash}
+    if base == "grid":
+        return GridBatchProvider(model), info
+    if base in ("fhs", "mc", "dynamic"):
+        return HistoryBatchProvider(model, name=name), info
+    return ModelProvider(model, name=name), info
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(_jsonable(obj), indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _tables(out: Path, name: str, df: pd.DataFrame) -> None:
+    df.to_parquet(out / f"{name}.parquet", index=False)
+    df.to_csv(out / f"{name}.csv", index=False)
+
+
+def _path() -> MarketPath:
+    return shipped_daily_path(UNDERLYINGS)
+
+
+def _templates(sets: Sequence[str], underlyings: Sequence[str], n_random: int, seed: int
+               ) -> list[BookTemplate]:
+    return portfolio_set(sets, underlyings, n_random, seed)
+
+
+def _representative(summary: pd.DataFrame) -> list[str]:
+    """Books to plot: long/short BTC and the worst adversarial and random book."""
+    s = summary[summary["n_obs"] > 0]
+    out = [p for p in ("long BTC", "short BTC") if p in set(s["portfolio"])]
+    for cat in ("adversarial", "random", "hedged"):
+        g = s[s["category"] == cat]
+        if len(g):
+            out.append(str(g.sort_values("n_exceptions", ascending=False)["portfolio"].iloc[0]))
+    return out
+
+
+def _method_notes(cfg: BacktestConfig) -> list[str]:
+    return [
+        f"Walk-forward, no look-ahead: each UTC day T the books are struck at the close of T "
+        f"and margined from data up to T; the realised loss is the change of value of the same "
+        f"instruments from the close of T to the close of T+{cfg.horizon_days} "
+        "(margin period of risk).",
+        f"Exception: loss > margin. Tests at tail probability {cfg.alpha:g}: Kupiec POF, "
+        "Christoffersen independence and conditional coverage (chi-squared p-values), Basel "
+        "traffic light (binomial zones; the last-250-day zone per book is the headline).",
+        f"ES tests at {cfg.es_alpha:g} where the model reports VaR and ES: Acerbi-Szekely Z1/Z2 "
+        "(Z2 < -0.70 yellow, < -1.8 red), Du-Escanciano unconditional/conditional.",
+        "Option books: linear (USDC) Deribit-style options priced with Black-76 on a flat ATM "
+        f"vol: BTC DVOL where it exists, else EWMA(0.94) vol x {IV_RATIO} (the median "
+        "DVOL/EWMA ratio of BTC). Perps are valued at the index; funding is not in the P&L.",
+        "Procyclicality (Murphy, Vasios & Vause 2014): peak-to-trough max M / min M and the "
+        "largest n-day rise of margin (ratio and USD) for n = 1, 5, 30; cost = average "
+        "margin / gross notional.",
+    ]
+
+
+# -- backtest --------------------------------------------------------------------------------
+def run_backtest(model: str, out: Path, start: str | None = None, end: str | None = None,
+                 sets: Sequence[str] = SETS, underlyings: Sequence[str] = ("BTC", "ETH"),
+                 n_random: int = 20, seed: int = 0, horizon_days: int = 1,
+                 alpha: float = 0.01, progress: Progress | None = None) -> dict[str, Any]:
+    """Walk-forward backtest of ``model``; writes the report into ``out``; returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = _path()
+    templates = _templates(sets, underlyings, n_random, seed)
+    provider, info = make_provider(model)
+    cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
+    t0 = time.perf_counter()
+    bt = walk_forward(path, templates, provider, cfg, start, end, True, progress)
+    elapsed = time.perf_counter() - t0
+    rec, summ = bt.records(), bt.summary()
+    if rec.empty:
+        raise InputError("dates", "no as-of day to backtest in the requested range")
+    cat = category_summary(summ)
+    _tables(out, "records", rec)
+    _tables(out, "summary", summ)
+    _tables(out, "categories", cat)
+    result = {
+        **info, "from": str(rec["date"].min()), "to": str(rec["date"].max()),
+        "n_books": len(templates), "book_days": int(len(rec)),
+        "exceptions": int(rec["exception"].sum()), "horizon_days": horizon_days,
+        "alpha": alpha, "elapsed_s": elapsed, "timings_s": bt.timings,
+        "skipped_book_days": int(getattr(provider, "skipped", 0)),
+        "categories": cat.to_dict(orient="records"),
+        "books": summ.to_dict(orient="records"),
+    }
+    _write_json(out / "summary.json", result)
+    _backtest_report(out, model, rec, summ, cat, cfg, result)
+    return result
+
+
+def _backtest_report(out: Path, model: str, rec: pd.DataFrame, summ: pd.DataFrame,
+                     cat: pd.DataFrame, cfg: BacktestConfig, result: Mapping[str, Any]) -> None:
+    rep = Report(f"Backtest of {model}", f"{result['from']} .. {result['to']}, "
+                 f"{result['n_books']} books, params hash {str(result['params_hash'])[:16]}")
+    rep.heading("Method")
+    rep.bullets(_method_notes(cfg))
+    rep.heading("Summary by portfolio category")
+    rep.table(cat)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    rep.figure(figures.traffic_light(summ, figs / "traffic_light.png", cfg.alpha),
+               "Basel zone of each book over its last 250 days, and pooled exception rate")
+    for p in _representative(summ):
+        slug = "".join(c if c.isalnum() else "_" for c in p).strip("_")
+        rep.figure(figures.margin_vs_loss(rec, p, figs / f"margin_vs_loss_{slug}.png",
+                                          cfg.horizon_days),
+                   f"Margin against realised loss, exceptions marked: {p}")
+    rep.figure(figures.margin_to_notional(rec, figs / "margin_level.png"),
+               "Margin level over time (procyclicality)")
+    smile = _smile_figure(figs)
+    if smile is not None:
+        rep.heading("Implied-vol input: shipped chain vs the backtest's flat ATM level")
+        rep.figure(smile, "Deribit mark IVs with SVI fits, and the flat DVOL level used by the "
+                          "backtest on that date")
+    rep.heading("Per-book statistics")
+    cols = ["portfolio", "category", "n_obs", "n_exceptions", "coverage_ratio", "kupiec_p",
+            "christoffersen_ind_p", "christoffersen_cc_p", "zone", "zone_last_250",
+            "as_z2", "as_z2_zone", "avg_margin_to_notional", "peak_to_trough", "max_30d_ratio"]
+    rep.table(summ[[c for c in cols if c in summ.columns]], max_rows=200)
+    rep.heading("Files")
+    rep.bullets(["records.parquet / .csv: one row per (day, book)",
+                 "summary.parquet / .csv: one row per book", "categories.parquet / .csv",
+                 "summary.json: machine-readable summary", "figures/*.png"])
+    rep.write(out / "report.html")
+
+
+def _smile_figure(figs: Path, quote_date: str = "2022-01-15") -> Path | None:
+    """Smiles of one shipped chain with SVI fits (skipped if the chain cannot be fitted)."""
+    try:
+        from marginproof.surfaces.chain import fit_chain, fitted_curves, fitted_vs_market
+
+        chain = datasets.option_chain(quote_date)
+        fit = fit_chain(chain)
+        pts, curves = fitted_vs_market(fit), fitted_curves(fit)
+    except (ImportError, InputError):
+        return None
+    day = pd.Timestamp(quote_date)
+    path = _path()
+    try:
+        atm = float(path.iv[path.index_of(str((day - pd.Timedelta(days=1)).date())),
+                            path.col("BTC")])
+    except InputError:
+        atm = None
+    return figures.smiles(pts, curves, figs / "smiles.png",
+                          f"BTC smiles on {quote_date} (Deribit, 00:00 New York)", atm)
+
+
+# -- stress ----------------------------------------------------------------------------------
+def _sigma_daily(path: MarketPath, row: int) -> np.ndarray:
+    prov = EwmaVarProvider()
+    h = path.upto(row)
+    return np.array([prov.sigma_next(h, c) for c in range(len(path.underlyings))])
+
+
+def run_stress(model: str, episode_id: str, out: Path, sets: Sequence[str] = SETS,
+               underlyings: Sequence[str] = ("BTC", "ETH"), n_random: int = 10,
+               seed: int = 0,
+               venues: Sequence[str] = ("standard", "fhs", "dynamic", "dynamic-no-apc"),
+               depth_scale: float = DEFAULT_DEPTH_SCALE, n_accounts: int = 2000,
+               progress: Progress | None = None) -> dict[str, Any]:
+    """Replay ``episode_id`` hour by hour through ``model``, shocks and cascades; write report."""
+    out.mkdir(parents=True, exist_ok=True)
+    ep = episode(episode_id)
+    daily = _path()
+    hp = hourly_path(tuple(underlyings), ep.start, ep.end, daily=daily)
+    templates = _templates(sets, underlyings, n_random, seed)
+    provider, info = make_provider(model)
+    t0 = time.perf_counter()
+    rp = replay(hp, templates, provider, seed=seed)
+    if progress:
+        progress(1, 3)
+    row = daily.index_of(ep.start[:10]) - 1
+    sig = _sigma_daily(daily, row)
+    shocks = hypothetical_shocks(daily, templates, provider, row, SHOCKS, sig, seed=seed)
+    if progress:
+        progress(2, 3)
+    book = order_book(depth=datasets.load_depth_snapshot(), scale=depth_scale)
+    pop = Population.synthetic(n_accounts=n_accounts, seed=seed)
+    casc = []
+    for v in dict.fromkeys(venues):
+        vp, _ = make_provider(v)
+        rl, rs = venue_rates(vp, hp, "BTC")
+        mmf = _mm_fraction(v)
+        casc.append(simulate_cascade(v, hp.closes[:, hp.col("BTC")],
+                                     [str(t) for t in hp.times], rl, rs, mmf, book, pop))
+    if progress:
+        progress(3, 3)
+    elapsed = time.perf_counter() - t0
+    _tables(out, "hourly", rp.hourly)
+    _tables(out, "accounts", rp.accounts)
+    _tables(out, "shocks", shocks)
+    for c in casc:
+        _tables(out, f"cascade_{c.venue}", c.timeline)
+    result = {
+        **info, "episode": ep.id, "episode_name": ep.name, "window": [ep.start, ep.end],
+        "replay": rp.totals(), "elapsed_s": elapsed,
+        "shocks": shocks.groupby("shock").agg(
+            accounts=("account", "size"), median_loss_over_im=("loss_over_im", "median"),
+            max_loss_over_im=("loss_over_im", "max"),
+            loss_beyond_collateral_usd=("loss_beyond_collateral_usd", "sum")
+        ).reset_index().to_dict(orient="records"),
+        "cascade": {"depth_scale": depth_scale, "accounts": n_accounts,
+                    "venues": [c.totals for c in casc]},
+        "accounts": rp.accounts.to_dict(orient="records"),
+    }
+    _write_json(out / "summary.json", result)
+    _stress_report(out, model, ep.id, rp, shocks, casc, result, hp)
+    return result
+
+
+def _mm_fraction(name: str) -> float:
+    base = "dynamic" if name == "dynamic-no-apc" else name
+    if base in ("ewma-var",):
+        return 0.75
+    m = model_class(base)()
+    mm = m.params.get("maintenance", {}).get("mm_fraction") if isinstance(
+        m.params.get("maintenance"), Mapping) else None
+    if isinstance(mm, (int, float)):
+        return float(mm)
+    tiers = m.params.get("futures", {}).get("tiers") if isinstance(
+        m.params.get("futures"), Mapping) else None
+    if tiers:
+        return float(tiers[0]["mm_rate"]) / float(tiers[0]["im_rate"])
+    return 0.75
+
+
+def _stress_report(out: Path, model: str, ep_id: str, rp: Any, shocks: pd.DataFrame,
+                   casc: list[Any], result: Mapping[str, Any], hp: MarketPath) -> None:
+    ep = EPISODES[ep_id]
+    rep = Report(f"Stress replay of {model}: {ep.name}",
+                 f"{ep.start} .. {ep.end} UTC, hourly; {ep.description}")
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    rep.heading("Method")
+    rep.bullets([
+        "Accounts = the backtest books struck at the first hour (option tenors counted from "
+        "the window's end), collateral = IM x (1 + U(0, 1)), no top-ups.",
+        "Every hour: IM and MM on data up to that hour; margin call while equity < IM; "
+        "liquidation at the first hour with equity < MM, at that hour's close; loss beyond "
+        "collateral = max(0, -equity).",
+        "Hypothetical shocks are applied at the close of the day before the window.",
+        f"Cascade: {result['cascade']['accounts']} synthetic perp accounts (70 % long, log-normal "
+        "size) at the venue's maximum leverage less a U(0, 3) x IM cushion, liquidated into "
+        "the shipped Binance BTCUSDT "
+        f"book scaled by {result['cascade']['depth_scale']:g} (linear beyond its last level); "
+        "permanent impact on the real hourly path.",
+    ])
+    rep.heading("Replay totals")
+    rep.table(pd.DataFrame([result["replay"]]))
+    und = "BTC" if "BTC" in hp.underlyings else hp.underlyings[0]
+    rep.figure(figures.stress_margin_path({model: rp.hourly}, rp.price, und,
+                                          figs / "margin_path.png",
+                                          f"{model}: margin through {ep.name}"),
+               "Total initial margin of all accounts each hour, liquidations marked, and the "
+               "index price")
+    rep.heading("Accounts")
+    rep.table(rp.accounts.drop(columns=["active"]), max_rows=80)
+    rep.heading("Hypothetical shocks")
+    rep.figure(figures.shocks(shocks, figs / "shocks.png"), "Shock loss / initial margin")
+    rep.table(pd.DataFrame(result["shocks"]))
+    rep.heading("Liquidation cascade: static vs dynamic margin")
+    rep.figure(figures.cascade([(c.venue, c.timeline) for c in casc], figs / "cascade.png",
+                               f"Liquidation cascade through {ep.name} (BTC perps)"),
+               "Price with each venue's liquidations and cumulative liquidated notional")
+    rep.table(pd.DataFrame([c.totals for c in casc]))
+    rep.write(out / "report.html")
+
+
+# -- compare ---------------------------------------------------------------------------------
+def run_compare(models: Sequence[str], out: Path, start: str | None = None,
+                end: str | None = None, sets: Sequence[str] = SETS,
+                underlyings: Sequence[str] = ("BTC", "ETH"), n_random: int = 20,
+                seed: int = 0, horizon_days: int = 1, alpha: float = 0.01,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Backtest every model on the same books and put them side by side."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = _path()
+    templates = _templates(sets, underlyings, n_random, seed)
+    cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
+    summaries, cats, infos = [], [], []
+    for j, m in enumerate(models):
+        provider, info = make_provider(m)
+        t0 = time.perf_counter()
+        bt: ContinuousBacktest = walk_forward(path, templates, provider, cfg, start, end, False)
+        info["elapsed_s"] = time.perf_counter() - t0
+        infos.append(info)
+        s = bt.summary()
+        summaries.append(s)
+        cats.append(category_summary(s))
+        if progress:
+            progress(j + 1, len(models))
+    summ = pd.concat(summaries, ignore_index=True)
+    cat = pd.concat(cats, ignore_index=True)
+    overall = _overall(summ)
+    _tables(out, "summary", summ)
+    _tables(out, "categories", cat)
+    _tables(out, "models", overall)
+    result = {"models": infos, "from": start, "to": end, "n_books": len(templates),
+              "overall": overall.to_dict(orient="records"),
+              "categories": cat.to_dict(orient="records")}
+    _write_json(out / "summary.json", result)
+    rep = Report("Model comparison", f"{len(models)} models, {len(templates)} books, "
+                 f"{start or 'start'} .. {end or 'end'}")
+    rep.heading("Method")
+    rep.bullets(_method_notes(cfg))
+    rep.heading("Models side by side")
+    rep.table(overall)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    rep.figure(figures.compare_models(cat, figs / "compare.png"),
+               "Exception rate against average margin / notional, per model and category")
+    rep.figure(figures.traffic_light(summ, figs / "traffic_light.png", alpha),
+               "Basel zones of the books per model and category")
+    rep.heading("By category")
+    rep.table(cat, max_rows=200)
+    rep.write(out / "report.html")
+    return result
+
+
+def _overall(summ: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for m, g in summ[summ["n_obs"] > 0].groupby("model", sort=False):
+        z = g["zone_last_250"].value_counts()
+        rows.append({
+            "model": m, "books": len(g), "book_days": int(g["n_obs"].sum()),
+            "exceptions": int(g["n_exceptions"].sum()),
+            "exception_rate": float(g["n_exceptions"].sum() / g["n_obs"].sum()),
+            "books_green": int(z.get("green", 0)), "books_yellow": int(z.get("yellow", 0)),
+            "books_red": int(z.get("red", 0)),
+            "worst_zone_full_period": "red" if (g["zone"] == "red").any() else
+            "yellow" if (g["zone"] == "yellow").any() else "green",
+            "avg_margin_to_notional": float(g["avg_margin_to_notional"].mean()),
+            "median_peak_to_trough": float(g["peak_to_trough"].median()),
+            "median_max_5d_ratio": float(g["max_5d_ratio"].median()),
+            "median_max_30d_ratio": float(g["max_30d_ratio"].median()),
+        })
+    return pd.DataFrame(rows)
