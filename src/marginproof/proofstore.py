@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
-from multiprocessing import get_context
+from multiprocessing import get_context, resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,9 @@ class ProcessHasher:
 
     def __enter__(self) -> ProcessHasher:
         if self.workers > 1:
+            # start the resource tracker *before* forking so workers share it; otherwise each
+            # worker's own tracker unlinks the shared segments when the worker exits
+            resource_tracker.ensure_running()
             self._pool = ProcessPoolExecutor(self.workers - 1, mp_context=get_context(self._start))
             # warm the pool so process start-up is not charged to the first level
             list(self._pool.map(abs, range(self.workers - 1)))
@@ -182,6 +185,7 @@ class ProcessMapper:
     def __enter__(self) -> ProcessMapper:
         if self.workers > 1:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context(self._start))
+            list(self._pool.map(abs, range(self.workers)))  # fork now, before numba threads
         return self
 
     def __exit__(self, *exc: object) -> None:

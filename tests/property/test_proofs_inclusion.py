@@ -67,7 +67,7 @@ def test_every_single_bit_flip_of_a_binary_proof_is_rejected(epoch) -> None:
     """Exhaustive over all bit positions (header, epoch, hdr_hash, index, tag, values, path)."""
     log, res, _, _, view = epoch
     aid = res.account_ids[2]
-    honest = res.proof_for(aid).public().to_binary()
+    honest = res.proof_for(aid, log.ep_secret).public().to_binary()
     verify_account(load_proof_bytes(honest), record=view)
     nonce = account_nonce(log.ep_secret, aid)
     codes = set()
@@ -85,7 +85,7 @@ def test_every_single_bit_flip_of_a_binary_proof_is_rejected(epoch) -> None:
 def test_single_bit_flips_in_structured_proof_fields_fail_specifically(epoch, data) -> None:
     log, res, _, _, view = epoch
     aid = data.draw(st.sampled_from(res.account_ids))
-    p = res.proof_for(aid)
+    p = res.proof_for(aid, log.ep_secret)
     where = data.draw(st.sampled_from(["value", "sibling_hash", "sibling_sum", "epoch", "tag",
                                        "hdr_hash", "index"]))
     bit = data.draw(st.integers(0, 63))

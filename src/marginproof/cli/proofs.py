@@ -9,6 +9,7 @@ errors (missing or unreadable files, bad options), like the rest of the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -29,6 +30,7 @@ from marginproof.proofs.privacy import verify_bundle
 from marginproof.proofs.records import (
     audit_epoch_log,
     parse_record,
+    record_in_log,
     sign_record,
     signed_record_hash,
     verify_record,
@@ -213,6 +215,8 @@ def register(app: typer.Typer) -> None:
         nonce: Annotated[str | None, typer.Option(help="Your nonce (hex)")] = None,
         expect: Annotated[list[str] | None, typer.Option(
             help="Your own statement, FIELD=ATOMS (repeatable)")] = None,
+        log: Annotated[Path | None, typer.Option(
+            help="Proofs directory: also check the record is in the signed epoch log")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Check one account's inclusion proof offline (exit 0 valid, 1 invalid)."""
@@ -240,6 +244,13 @@ def register(app: typer.Typer) -> None:
                 rec = evidence(lambda: verify_record(signed, trusted))
                 res = verify_account(p, record=rec, account_id=account_id, nonce=nn,
                                      expected=expected)
+                if log is not None:
+                    store = ProofStore(log)
+                    read_bytes(store.epoch_log_path)
+                    size = record_in_log(signed, evidence(store.signed_records),
+                                         evidence(store.sths), trusted)
+                    res = dataclasses.replace(res, checks=res.checks + (
+                        f"record is leaf of the signed epoch log (tree size {size})",))
         except VerificationError as exc:
             raise _reject(exc) from None
         if json_out:

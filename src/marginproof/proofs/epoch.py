@@ -44,7 +44,7 @@ from marginproof.proofs.sumtree import (
     depth_for,
     hash_rows,
 )
-from marginproof.proofs.tags import account_tags, pad_secret, pad_tag
+from marginproof.proofs.tags import account_nonce, pad_secret, pad_tag, tag_chunk
 
 ENGINE_VERSION = "marginproof-proofs/2"
 
@@ -73,26 +73,30 @@ class EpochResult:
     tree: SumTree
     account_ids: tuple[str, ...]
     leaf_index: Mapping[str, int]
-    nonces: Mapping[str, bytes]
     privacy: PrivacyTree | None
 
     @property
     def record_bytes(self) -> bytes:
         return canon(self.record)
 
-    def proof_for(self, account_id: str, ep_secret: bytes | None = None) -> InclusionProof:
+    def proof_for(self, account_id: str, ep_secret: bytes) -> InclusionProof:
         """The user's private proof (with nonce, id and, if enabled, the privacy opening)."""
         if account_id not in self.leaf_index:
             raise InputError("account_id", f"no account {account_id!r} in epoch "
                                            f"{self.header['epoch']}")
         i = self.leaf_index[account_id]
-        priv = None
-        if self.privacy is not None:
-            if ep_secret is None:
-                raise InputError("epoch_secret", "needed for the privacy opening")
-            priv = private_section(self.privacy, ep_secret, i)
+        priv = None if self.privacy is None else private_section(self.privacy, ep_secret, i)
         return proof_from_tree(self.tree, int(self.header["epoch"]), i, account_id,
-                               self.nonces[account_id], priv)
+                               account_nonce(ep_secret, account_id), priv)
+
+
+def tag_all(ep_secret: bytes, ids: Sequence[str], mapper: Mapper = serial_map,
+            chunk: int = 65_536) -> bytes:
+    """Concatenated tags of ``ids`` (in order), chunked through ``mapper`` when large."""
+    if len(ids) <= chunk:
+        return tag_chunk((ep_secret, ids))
+    jobs = [(ep_secret, ids[i:i + chunk]) for i in range(0, len(ids), chunk)]
+    return b"".join(mapper(tag_chunk, jobs))
 
 
 def proof_from_tree(tree: SumTree, epoch: int, index: int, account_id: str | None = None,
@@ -124,8 +128,7 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
     values = np.array([account_values(a, params, model, market, prices) for a in accounts],
                       dtype=np.uint64).reshape(len(accounts), len(params.fields))
     ids = [a.account_id for a in accounts]
-    nt = account_tags(ep_secret, ids)
-    real_tags = np.frombuffer(b"".join(t for _, t in nt), dtype=np.uint8).reshape(-1, 32)
+    real_tags = np.frombuffer(tag_all(ep_secret, ids, mapper), dtype=np.uint8).reshape(-1, 32)
     depth = depth_for(len(ids), params.depth_min)
     ps = pad_secret(ep_secret)
     n_pad = (1 << depth) - len(ids)
@@ -164,8 +167,7 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
                                 params.range_base, mapper)
         record["privacy"] = privacy.record_section()
     return EpochResult(params, header, hdr, record, tree, tuple(ids),
-                       {a: int(position[i]) for i, a in enumerate(ids)},
-                       {a: nt[i][0] for i, a in enumerate(ids)}, privacy)
+                       {a: int(position[i]) for i, a in enumerate(ids)}, privacy)
 
 
 @dataclass(frozen=True)

@@ -194,19 +194,25 @@ def prove_range(values: Sequence[int], blinds: Sequence[int], commitments: Seque
     h = generator_h()
     alpha, rho = nonces.next(), nonces.next()
     s = [nonces.next() for _ in range(big_n)]
-    A = add(mul(alpha, h), point_sum(table[i][a] for i, a in enumerate(digits) if a))
-    S = mul(rho, h)
-    for si, g in zip(s, gens, strict=True):
-        S = add(S, mul(si, g))
+    A = point_sum([mul(alpha, h)] + [table[i][a] for i, a in enumerate(digits) if a])
+    S = point_sum([mul(rho, h)] + [mul(si, g) for si, g in zip(s, gens, strict=True)])
     head = [context, b"mp-range/v1", struct.pack(">BI", base, m), *commitments, A, S]
     y = challenge(_CTX_Y, *head)
     w = challenge(_CTX_W, *head)
+    # q_k = sum_i y^(i+1) e_k(a_i) s_i^(b-k): one power ladder per digit, one reduction per k
+    elem = _elementary(base)
     q = [0] * base
     yp = y
     for a, si in zip(digits, s, strict=True):
-        for k, c in enumerate(_poly_digits(a, si, base)):
-            q[k] = (q[k] + yp * c) % L
+        e = elem[a]
+        if e[base] != 0:
+            raise InputError("range.value", "a digit is out of range")
+        pw = si
+        for k in range(base - 1, -1, -1):  # s^(b-k) for k = b-1 .. 0
+            q[k] += yp * e[k] * pw
+            pw = pw * si % L
         yp = yp * y % L
+    q = [qk % L for qk in q]
     wp, t_s = 1, 0
     for j in range(m):
         acc, bp = 0, 1

@@ -221,3 +221,26 @@ def check_known_head(known: TreeHead, leaves: Sequence[bytes], where: str) -> No
     merklelog.verify_consistency(known.size, n, known.root, merklelog.root_of(leaves),
                                  merklelog.consistency_proof(leaves, known.size)
                                  if known.size else [])
+
+
+def record_in_log(signed: Mapping[str, Any], log_records: Sequence[Any], sths: Sequence[Any],
+                  operator_keys: Mapping[str, bytes]) -> int:
+    """User check 2: the record is a leaf of the epoch log under the latest signed tree head.
+
+    Returns the tree size. Uses an RFC 9162 inclusion proof, as a light client would.
+    """
+    if not sths:
+        raise VerificationError("epoch_log.sth", "no signed tree head published")
+    head = verify_sth(sths[-1], operator_keys, "sth.latest")
+    leaves = epoch_log_leaves(log_records)
+    if head.size > len(leaves):
+        raise VerificationError("sth.latest.size", "tree head larger than the published log")
+    mine = merklelog.leaf_hash(canon(signed))
+    try:
+        index = leaves[:head.size].index(mine)
+    except ValueError:
+        raise VerificationError("epoch_log.inclusion", "this record is not in the epoch "
+                                "log (a record shown only to you: fork)") from None
+    merklelog.verify_inclusion(index, head.size, mine,
+                               merklelog.inclusion_path(leaves[:head.size], index), head.root)
+    return head.size

@@ -95,9 +95,9 @@ def test_cross_epoch_replay_of_a_proof_is_rejected() -> None:
     r2, s2 = tiny_epoch(log, 2, signed_record_hash(s1))
     v2 = verify_record(s2, {log.operator.key_id: log.operator.public_raw})
     with pytest.raises(VerificationError) as e:
-        verify_account(r1.proof_for("user-000"), record=v2)
+        verify_account(r1.proof_for("user-000", log.ep_secret), record=v2)
     assert e.value.code == "proof.epoch"
-    relabelled = dataclasses.replace(r1.proof_for("user-000"), epoch=2)
+    relabelled = dataclasses.replace(r1.proof_for("user-000", log.ep_secret), epoch=2)
     with pytest.raises(VerificationError) as e:
         verify_account(relabelled, record=v2)
     assert e.value.code == "proof.hdr_hash"

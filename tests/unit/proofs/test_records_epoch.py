@@ -147,3 +147,16 @@ def test_edited_params_change_the_params_hash(log3) -> None:
     a = compute_epoch(log3.entries, 1, log3.ep_secret, None, ENGINE)
     b = compute_epoch(entries, 1, log3.ep_secret, None, ENGINE)
     assert a.header["params_hash"] != b.header["params_hash"]
+
+
+def test_a_record_shown_only_to_one_user_is_not_in_the_epoch_log(log3, records) -> None:
+    from marginproof.proofs.records import record_in_log
+
+    sths = _sths(log3, records)
+    assert record_in_log(records[1], records, sths, _keys(log3)) == 3
+    private = copy.deepcopy(records[1])
+    private["record"]["header"]["venue"] = "for-your-eyes-only"
+    private = sign_record(private["record"], log3.operator)
+    with pytest.raises(VerificationError) as e:
+        record_in_log(private, records, sths, _keys(log3))
+    assert e.value.code == "epoch_log.inclusion"
