@@ -166,3 +166,26 @@ def test_privacy_bundle_tampering(built: Path, tmp_path: Path) -> None:
     f.write_bytes(bytes(b))
     _expect_reject(_run("verify-privacy", "--record", str(_rec(built)), "--bundle", str(f)),
                    "privacy.")
+
+
+def test_malformed_but_signed_evidence_is_a_verdict_not_a_crash(built: Path,
+                                                              tmp_path: Path) -> None:
+    keys = ProofStore(built).operator_keys()
+    rec = parse_canonical(_rec(built).read_bytes(), "r")
+    rec["record"]["header"]["engine"] = "not-an-object"
+    f = tmp_path / "rec.json"
+    f.write_bytes(canon(sign_record(rec["record"], keys.operator)))
+    _expect_reject(_run("verify-account", "--proof", str(_proof(built)), "--root", str(f),
+                        "--keys", str(built / "public" / "keys.jsonl")), "encoding")
+    obj = json.loads(_proof(built).read_bytes())
+    obj["privacy"] = {"blinds": "5"}
+    p = tmp_path / "p.json"
+    p.write_bytes(canon(obj))
+    _expect_reject(_run("verify-account", "--proof", str(p), "--root", str(_rec(built))),
+                   "privacy")
+    d = copy_of(built, tmp_path / "c")
+    (d / "epoch_log" / "sth" / "000001.json").write_bytes(b'{"sth":"x"}')
+    _expect_reject(_run("verify-log", "--dir", str(d)), "encoding")
+    kp = d / "public" / "keys.jsonl"
+    kp.write_bytes(kp.read_bytes().replace(b'"role":"source"', b'"role":"operator"'))
+    _expect_reject(_run("verify-log", "--dir", str(d)), "keys[0]")

@@ -70,13 +70,19 @@ def _reject(exc: VerificationError) -> typer.Exit:
 
 
 def evidence(fn: Callable[..., T], *args: Any) -> T:
-    """Parse evidence: a structural error is a rejection (exit 1), not a usage error."""
+    """Process evidence: a structural error is a rejection (exit 1), not a usage error.
+
+    Evidence comes from a possibly hostile party, so any failure to even read it is a verdict
+    ("invalid") with the field that broke, never a traceback.
+    """
     try:
         return fn(*args)
     except VerificationError:
         raise
     except InputError as exc:
         raise VerificationError(f"{exc.field}.encoding", exc.message) from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+        raise VerificationError("evidence.malformed", f"{type(exc).__name__}: {exc}") from None
 
 
 def _keys(record_path: Path | None, key: str | None, keys_file: Path | None,
@@ -236,19 +242,20 @@ def register(app: typer.Typer) -> None:
         try:
             p = evidence(load_proof_bytes, raw)
             if is_hex:
-                res = verify_account(p, root_hash=bytes.fromhex(root), epoch=epoch,
-                                     account_id=account_id, nonce=nn, expected=expected)
+                res = evidence(lambda: verify_account(
+                    p, root_hash=bytes.fromhex(root), epoch=epoch, account_id=account_id,
+                    nonce=nn, expected=expected))
             else:
                 trusted = _keys(rpath, key, keys, trust)
                 signed = evidence(parse_canonical, read_bytes(rpath), str(rpath))
                 rec = evidence(lambda: verify_record(signed, trusted))
-                res = verify_account(p, record=rec, account_id=account_id, nonce=nn,
-                                     expected=expected)
+                res = evidence(lambda: verify_account(p, record=rec, account_id=account_id,
+                                                      nonce=nn, expected=expected))
                 if log is not None:
                     store = ProofStore(log)
                     read_bytes(store.epoch_log_path)
-                    size = record_in_log(signed, evidence(store.signed_records),
-                                         evidence(store.sths), trusted)
+                    size = evidence(record_in_log, signed, evidence(store.signed_records),
+                                    evidence(store.sths), trusted)
                     res = dataclasses.replace(res, checks=res.checks + (
                         f"record is leaf of the signed epoch log (tree size {size})",))
         except VerificationError as exc:
@@ -285,12 +292,12 @@ def register(app: typer.Typer) -> None:
             recs = evidence(store.signed_records)
             heads = evidence(store.sths)
             known = [evidence(parse_canonical, b, "known_sth") for b in known_raw]
-            audit = audit_epoch_log(recs, heads, trusted, known)
+            audit = evidence(audit_epoch_log, recs, heads, trusted, known)
             if input_log:
                 entries = evidence(store.entries)
-                replay_entries(entries)
+                evidence(replay_entries, entries)
                 for r in recs:
-                    v = parse_record(r)
+                    v = evidence(parse_record, r)
                     cut = evidence(find_cut, entries, v.epoch)
                     il = v.header["input_log"]
                     if str(cut.size) != il["size"] or log_root(entries, cut.size).hex() != \
@@ -329,8 +336,8 @@ def register(app: typer.Typer) -> None:
                 raise VerificationError("record.privacy", "this record has no privacy section")
             sums = dict(zip(rec.fields, rec.root_sums, strict=True))
             t0 = time.perf_counter()
-            out = verify_bundle(dict(rec.privacy), rec.hdr_hash, rec.depth,
-                                (sums["coll"], sums["mm"]), data, secrets.token_bytes(32))
+            out = evidence(verify_bundle, dict(rec.privacy), rec.hdr_hash, rec.depth,
+                           (sums["coll"], sums["mm"]), data, secrets.token_bytes(32))
             dt = time.perf_counter() - t0
         except VerificationError as exc:
             raise _reject(exc) from None
@@ -360,17 +367,18 @@ def register(app: typer.Typer) -> None:
             recs = evidence(store.signed_records)
             prev = None
             if epoch > 1:
-                by_epoch = {int(r["record"]["header"]["epoch"]): r for r in recs}
-                if epoch - 1 in by_epoch:
-                    prev = signed_record_hash(by_epoch[epoch - 1])
+                views = [evidence(parse_record, r, f"epoch_log[{i}]") for i, r in enumerate(recs)]
+                before = [v for v in views if v.epoch == epoch - 1]
+                if before:
+                    prev = signed_record_hash(before[0].signed)
             leaves = None
             if (d / "tree" / "tags.npy").exists():
                 tr = load_tree(d)
                 leaves = (tr.tags, tr.values)
             with ProcessHasher(workers) as hasher, ProcessMapper(workers) as mapper:
-                rep = replay_epoch(entries, published, ep_secret, engine_info(), force=force,
-                                   published_leaves=leaves, expected_prev=prev, hasher=hasher,
-                                   mapper=mapper)
+                rep = evidence(lambda: replay_epoch(
+                    entries, published, ep_secret, engine_info(), force=force,
+                    published_leaves=leaves, expected_prev=prev, hasher=hasher, mapper=mapper))
         except VerificationError as exc:
             raise _reject(exc) from None
         if emit_record is not None:

@@ -105,11 +105,58 @@ def parse_record(signed: Any, where: str = "record") -> RecordView:
     prev = h["prev_record_hash"]
     if prev is not None:
         parse_hex32(prev, f"{where}.record.header.prev_record_hash")
+    _check_header_shapes(h, f"{where}.record.header")
     privacy = rec.get("privacy")
-    if privacy is not None and not isinstance(privacy, dict):
-        raise InputError(f"{where}.record.privacy", "must be an object")
+    if privacy is not None:
+        _check_privacy_shape(privacy, f"{where}.record.privacy")
     return RecordView(signed, h, header_hash(h), fmt, epoch, depth, tuple(fields), root_hash,
                       sums, privacy)
+
+
+def _obj(v: Any, keys: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(v, dict) or set(v) != keys:
+        raise InputError(where, f"must be an object with exactly {sorted(keys)}")
+    for k in keys:
+        if not isinstance(v[k], str):
+            raise InputError(f"{where}.{k}", "must be a string")
+    return v
+
+
+def _check_header_shapes(h: Mapping[str, Any], where: str) -> None:
+    """Every nested header object has exactly its keys, with string values."""
+    for k in ("venue", "params_hash", "market_hash", "market_timestamp", "cut_timestamp"):
+        if not isinstance(h[k], str):
+            raise InputError(f"{where}.{k}", "must be a string")
+    parse_hex32(h["params_hash"], f"{where}.params_hash")
+    parse_hex32(h["market_hash"], f"{where}.market_hash")
+    _obj(h["quote"], {"symbol", "scale"}, f"{where}.quote")
+    if not isinstance(h["assets"], list):
+        raise InputError(f"{where}.assets", "must be a list")
+    for i, a in enumerate(h["assets"]):
+        _obj(a, {"symbol", "scale"}, f"{where}.assets[{i}]")
+    il = _obj(h["input_log"], {"size", "root"}, f"{where}.input_log")
+    parse_uint(il["size"], f"{where}.input_log.size")
+    parse_hex32(il["root"], f"{where}.input_log.root")
+    _obj(h["model"], {"name", "params_hash", "version"}, f"{where}.model")
+    eng = _obj(h["engine"], {"version", "lock_hash"}, f"{where}.engine")
+    parse_hex32(eng["lock_hash"], f"{where}.engine.lock_hash")
+
+
+def _check_privacy_shape(p: Any, where: str) -> None:
+    keys = {"scheme", "fields", "range_base", "root", "root_commitments", "blind_totals",
+            "bundle_hash"}
+    if not isinstance(p, dict) or set(p) != keys:
+        raise InputError(where, f"must be an object with exactly {sorted(keys)}")
+    if p["fields"] != ["coll", "mm"] or p["scheme"] != "mp-pedersen/v1":
+        raise InputError(where, "unsupported privacy scheme or fields")
+    parse_uint(p["range_base"], f"{where}.range_base", max_value=16)
+    parse_hex32(p["root"], f"{where}.root")
+    parse_hex32(p["bundle_hash"], f"{where}.bundle_hash")
+    for k in ("root_commitments", "blind_totals"):
+        if not isinstance(p[k], list) or len(p[k]) != 2:
+            raise InputError(f"{where}.{k}", "must list two values")
+        for i, x in enumerate(p[k]):
+            parse_hex32(x, f"{where}.{k}[{i}]")
 
 
 def verify_record(signed: Any, operator_keys: Mapping[str, bytes],
