@@ -40,7 +40,13 @@ from marginproof.errors import InputError
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.params import config_dir, load_toml
 from marginproof.proofs import merklelog
-from marginproof.proofs.encoding import canon, decimal_string, float_to_decimal, parse_canonical
+from marginproof.proofs.encoding import (
+    canon,
+    decimal_string,
+    float_to_decimal,
+    parse_canonical,
+    parse_strict,
+)
 from marginproof.proofs.epoch import (
     ENGINE_VERSION,
     EngineInfo,
@@ -321,7 +327,7 @@ class ProofStore:
         d = self.root / "epoch_log" / "sth"
         if not d.exists():
             return []
-        return [parse_canonical(read_bytes(p), p.name) for p in sorted(d.glob("*.json"))]
+        return [parse_strict(read_bytes(p), p.name) for p in sorted(d.glob("*.json"))]
 
     def append_record(self, signed: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
         """Append a signed record to the epoch log and publish the new signed tree head."""

@@ -21,7 +21,7 @@ import typer
 
 from marginproof.cli.common import err_console, handle_errors, print_json
 from marginproof.errors import InputError
-from marginproof.proofs.encoding import parse_canonical, parse_hex, parse_uint
+from marginproof.proofs.encoding import parse_canonical, parse_hex, parse_strict, parse_uint
 from marginproof.proofs.epoch import compute_epoch, replay_epoch
 from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import load_proof_bytes
@@ -291,7 +291,7 @@ def register(app: typer.Typer) -> None:
             trusted = evidence(published_keys, kfile, trust)
             recs = evidence(store.signed_records)
             heads = evidence(store.sths)
-            known = [evidence(parse_canonical, b, "known_sth") for b in known_raw]
+            known = [evidence(parse_strict, b, "known_sth") for b in known_raw]
             audit = evidence(audit_epoch_log, recs, heads, trusted, known)
             if input_log:
                 entries = evidence(store.entries)

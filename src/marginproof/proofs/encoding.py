@@ -115,15 +115,13 @@ def _no_number(text: str) -> Any:
     raise ValueError(f"bare number {text} is not allowed (numbers are decimal strings)")
 
 
-def parse_canonical(data: bytes, what: str) -> Any:
-    """Parse canonical JSON strictly (see module docstring); ``what`` names the input in errors.
-
-    A single trailing newline is tolerated (files are written with one); anything else that
-    does not re-encode to identical bytes is rejected.
-    """
-    raw = data[:-1] if data.endswith(b"\n") else data
+def parse_strict(data: bytes, what: str) -> Any:
+    """Parse JSON strictly but without the byte-exactness rule: no duplicate keys, no
+    ``NaN``/``Infinity``, no bare numbers, valid UTF-8. Used for inclusion proofs and tree
+    heads, whose hashes and signatures are always over the *re-encoded* canonical bytes, so
+    their file formatting carries no meaning."""
     try:
-        text = raw.decode("utf-8", errors="strict")
+        text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise InputError(what, f"not UTF-8: {exc}") from None
     try:
@@ -131,6 +129,19 @@ def parse_canonical(data: bytes, what: str) -> Any:
                          parse_int=_no_number, parse_float=_no_number)
     except ValueError as exc:
         raise InputError(what, f"malformed JSON: {exc}") from None
+    canon(obj)  # only JSON types
+    return obj
+
+
+def parse_canonical(data: bytes, what: str) -> Any:
+    """Parse canonical JSON strictly (see module docstring); ``what`` names the input in errors.
+
+    For parameters, log entries and epoch records (spec section 2). A single trailing newline
+    is tolerated (files are written with one); anything else that does not re-encode to
+    identical bytes is rejected.
+    """
+    raw = data[:-1] if data.endswith(b"\n") else data
+    obj = parse_strict(raw, what)
     if canon(obj) != raw:
         raise InputError(what, "not canonical JSON (sorted keys, no whitespace, strings only)")
     return obj

@@ -26,8 +26,8 @@ from marginproof.proofs.encoding import (
     PREFIX_SUM_LEAF,
     U64_MAX,
     canon,
-    parse_canonical,
     parse_hex32,
+    parse_strict,
     parse_uint,
 )
 from marginproof.proofs.errors import VerificationError
@@ -195,8 +195,8 @@ def proof_from_json_obj(obj: Any) -> InclusionProof:
 
 
 def proof_from_json(data: bytes) -> InclusionProof:
-    """Decode canonical JSON bytes of a proof."""
-    return proof_from_json_obj(parse_canonical(data, "proof"))
+    """Decode a JSON proof (strict types; any whitespace or key order)."""
+    return proof_from_json_obj(parse_strict(data, "proof"))
 
 
 def load_proof_bytes(data: bytes) -> InclusionProof:

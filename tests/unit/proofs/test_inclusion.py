@@ -84,3 +84,19 @@ def test_tampering_gives_a_precise_code() -> None:
     with pytest.raises(VerificationError) as e:
         recompute_root(dataclasses.replace(p, path=p.path[:-1]))
     assert e.value.code == "proof.depth"
+
+
+def test_json_proof_formatting_is_free_but_types_are_strict() -> None:
+    import json
+
+    tree = _tree()
+    p = proof_from_tree(tree, 1, 2)
+    pretty = json.dumps(p.to_json_obj(), indent=2).encode()
+    assert proof_from_json(pretty) == p  # hashes never cover the file bytes
+    obj = p.to_json_obj()
+    obj["path"][0]["s"][1] = str(int(obj["path"][0]["s"][1]) + 1)
+    bad = proof_from_json(json.dumps(obj, indent=1).encode())
+    assert recompute_root(bad)[0] != tree.root_hash
+    for raw in (b'{"epoch": 1}', b'{"a":"1","a":"2"}', b'{"epoch": NaN}'):
+        with pytest.raises(InputError):
+            proof_from_json(raw)
