@@ -11,6 +11,7 @@ from marginproof.bootstrap import Container
 from marginproof.service import errors
 from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
 from marginproof.service.stream import Fanout
+from marginproof.web.router import router as web_router
 
 DESCRIPTION = """Real-time margin service of marginproof.
 
@@ -47,6 +48,6 @@ def create_app(container: Container, manage_lifecycle: bool = True,
     app.state.container = container
     errors.install(app)
     for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
-              stream.router):
+              stream.router, web_router):
         app.include_router(r)
     return app
