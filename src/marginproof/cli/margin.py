@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
-from marginproof.errors import InputError, MarginproofError
+from marginproof.errors import MarginproofError
 from marginproof.formats import json_schemas, load_market, load_portfolio
 from marginproof.instruments.collateral import value_collateral
 from marginproof.instruments.portfolio import CollateralPolicy
-from marginproof.params import config_dir, load_toml
 from marginproof.models.registry import available_models, get_model
 from marginproof.models.result import MarginResult
+from marginproof.params import config_dir, load_toml
 
 PortfolioOpt = Annotated[Path, typer.Option("--portfolio", "-p", help="Portfolio JSON file")]
 MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market snapshot JSON file")]
@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
         mkt = load_market(market)
         r = get_model(model, config).margin(acct.portfolio, mkt)
         out = result_json(r)
-        if acct.collateral and r.currency == "USD":
+        # Derive's margin balance already counts collateral (MtM + cash): no second netting
+        if acct.collateral and r.currency == "USD" and "derive_im_signed" not in r.details:
             table = load_toml(haircuts or config_dir() / "collateral.toml")
             policy = CollateralPolicy({str(k): float(v) for k, v in table["haircuts"].items()})
             cv = value_collateral(acct.collateral, mkt, policy)
@@ -103,8 +104,7 @@ def register(app: typer.Typer) -> None:
             try:
                 r = get_model(name).margin(acct.portfolio, mkt)
             except MarginproofError as exc:  # a preset may not cover this book
-                field = exc.field if isinstance(exc, InputError) else ""
-                rows.append({"model": name, "error": f"{field}: {exc}" if field else str(exc)})
+                rows.append({"model": name, "error": str(exc)})
                 continue
             ws = r.worst_scenario
             rows.append({"model": name, "currency": r.currency,
