@@ -275,17 +275,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
+    ap.add_argument("--parts", default="tree,privacy",
+                    help="comma-separated: tree (with inclusion proofs), privacy")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     res: dict[str, object] = {}
     print(f"bench_proofs: Python {sys.version.split()[0]}, {_load()}")
-    n = 100_000 if args.quick else 1_000_000
-    tree, depth = bench_tree(n, res, with_reference=True)
-    bench_inclusion(tree, depth, res)
-    del tree
-    if args.quick:
-        bench_privacy(400, res, n_single=40, n_baseline=4)
-    else:
-        bench_privacy(10_000, res, n_single=100, n_baseline=10)
+    if "tree" in parts:
+        n = 100_000 if args.quick else 1_000_000
+        tree, depth = bench_tree(n, res, with_reference=True)
+        bench_inclusion(tree, depth, res)
+        del tree
+    if "privacy" in parts:
+        if args.quick:
+            bench_privacy(400, res, n_single=40, n_baseline=4)
+        else:
+            bench_privacy(10_000, res, n_single=100, n_baseline=10)
     write_json(res, args.json)
 
 

@@ -3,7 +3,8 @@
 Directory layout (``DIR`` is ``marginproof prove --out DIR``)::
 
     DIR/operator/         PRIVATE  operator.key, source.key (Ed25519 seeds, hex), master_secret
-    DIR/input_log/        PRIVATE  entries.jsonl: signed canonical entries, one per line
+    DIR/input_log/        PRIVATE  entries.jsonl: signed canonical entries, one per line;
+                          sth/NNNNNNNN.json: signed input-log tree head at each cut
     DIR/epochs/NNNNNN/    record.json (public signed record), privacy.bundle (public),
                           tree/*.npy (operator: leaves and levels), auditor_bundle.json
                           (sealed for the auditor: epoch secret), proofs/<id>.json|.bin (users)
@@ -340,6 +341,17 @@ class ProofStore:
             sth = make_sth("epoch", len(leaves), merklelog.root_of(leaves), epoch, key)
             write_canonical(self.root / "epoch_log" / "sth" / f"{len(leaves):06d}.json", sth)
         return sth
+
+    def publish_input_sth(self, sth: Mapping[str, Any]) -> None:
+        """Write a signed input-log tree head (one per cut)."""
+        size = int(sth["sth"]["size"])
+        write_canonical(self.root / "input_log" / "sth" / f"{size:08d}.json", sth)
+
+    def input_sths(self) -> list[Any]:
+        d = self.root / "input_log" / "sth"
+        if not d.exists():
+            return []
+        return [parse_strict(read_bytes(p), p.name) for p in sorted(d.glob("*.json"))]
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[str]:
         """RFC 9162 consistency proof between two sizes of the epoch log (hex), for light

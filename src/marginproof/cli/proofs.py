@@ -21,11 +21,12 @@ import typer
 
 from marginproof.cli.common import err_console, handle_errors, print_json
 from marginproof.errors import InputError
+from marginproof.proofs import merklelog
 from marginproof.proofs.encoding import parse_canonical, parse_hex, parse_strict, parse_uint
 from marginproof.proofs.epoch import compute_epoch, replay_epoch
 from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import load_proof_bytes
-from marginproof.proofs.inputlog import find_cut, log_root, replay_entries
+from marginproof.proofs.inputlog import find_cut, log_root, make_sth, replay_entries, verify_sth
 from marginproof.proofs.privacy import verify_bundle
 from marginproof.proofs.records import (
     audit_epoch_log,
@@ -175,6 +176,9 @@ def register(app: typer.Typer) -> None:
         signed = sign_record(res.record, keys.operator)
         d = store.save_epoch(res, signed, ep_secret, write_proofs)
         sth = store.append_record(signed, keys.operator)
+        il = res.header["input_log"]
+        store.publish_input_sth(make_sth("input", int(il["size"]), bytes.fromhex(il["root"]),
+                                         epoch, keys.operator))
         totals = res.record["totals"]
         _say(f"epoch {epoch}: {len(res.account_ids)} accounts, depth "
                       f"{res.tree.depth}, fields {', '.join(res.params.fields)} ({t1 - t0:.1f} s)")
@@ -304,6 +308,13 @@ def register(app: typer.Typer) -> None:
                             il["root"]:
                         raise VerificationError(f"epoch {v.epoch}.input_log", "input log does "
                                                 "not match the root the record committed to")
+                leaves = [e.leaf_hash for e in entries]
+                for i, obj in enumerate(evidence(store.input_sths)):
+                    ih = evidence(verify_sth, obj, trusted, f"input_sth[{i}]")
+                    if ih.log != "input" or ih.size > len(leaves) or \
+                            merklelog.root_of(leaves[:ih.size]) != ih.root:
+                        raise VerificationError(f"input_sth[{i}]", "input-log tree head does "
+                                                "not match the entries (rewritten or truncated)")
         except VerificationError as exc:
             raise _reject(exc) from None
         head = audit.sth
@@ -315,7 +326,7 @@ def register(app: typer.Typer) -> None:
             _say(f"  {audit.known_checked} known tree head(s) consistent (no fork, no "
                           "truncation)")
         if input_log:
-            _say("  input log: signatures, sequence and per-epoch roots verified")
+            _say("  input log: signatures, sequence, per-epoch roots and input tree heads verified")
 
     @app.command("verify-privacy")
     @handle_errors
