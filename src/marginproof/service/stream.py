@@ -65,11 +65,23 @@ class Fanout:
                         self._put(acc, {"type": "margin", **batch.row(i)})
                 return
             summary = json.loads(msg.data)
+            seq = int(summary.get("seq", 0))
             for acc in list(self.listeners):
                 if partition_of(acc, self.n_partitions) != summary.get("partition"):
                     continue
-                row = await asyncio.to_thread(self.repo.latest_margin, acc)
-                if row is not None and row["seq"] == summary.get("seq"):
+                # the summary is published before its rows are committed (at-least-once
+                # order): wait briefly for the commit, then send the row if it moved
+                for _ in range(100):
+                    row = await asyncio.to_thread(self.repo.latest_margin, acc)
+                    if row is not None and row["seq"] >= seq:
+                        break
+                    last = await asyncio.to_thread(self.repo.checkpoint,
+                                                   f"engine-p{summary.get('partition')}of"
+                                                   f"{self.n_partitions}")
+                    if last >= seq:
+                        break  # committed, and this account was not in the batch
+                    await asyncio.sleep(0.05)
+                if row is not None and row["seq"] == seq:
                     self._put(acc, {"type": "margin", **row})
             return
         try:
