@@ -156,3 +156,32 @@ def scenario_values_kernel(
         for j in range(moves.shape[0]):
             sv = max(s[i] * vol_mult[j, i], vol_floor[j, i])
             out[j, i] = _price_one(f[i] * (1.0 + moves[j, i]), k[i], t[i], sv, call[i], d[i])
+
+
+# Serial twins of the parallel kernels: waking the thread pool costs far more than pricing a
+# few options, so small batches (what-if, one account) run on the calling thread.
+PARALLEL_MIN_WORK = 20_000
+
+if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover
+    black76_price_kernel_serial = black76_price_kernel
+    black76_greeks_kernel_serial = black76_greeks_kernel
+    scenario_values_kernel_serial = scenario_values_kernel
+else:
+    black76_price_kernel_serial = njit(cache=True)(black76_price_kernel.py_func)  # type: ignore[attr-defined]
+    black76_greeks_kernel_serial = njit(cache=True)(black76_greeks_kernel.py_func)  # type: ignore[attr-defined]
+    scenario_values_kernel_serial = njit(cache=True)(scenario_values_kernel.py_func)  # type: ignore[attr-defined]
+
+
+def price_kernel(n: int) -> Any:
+    """Parallel or serial price kernel for ``n`` options."""
+    return black76_price_kernel if n >= PARALLEL_MIN_WORK else black76_price_kernel_serial
+
+
+def greeks_kernel(n: int) -> Any:
+    """Parallel or serial greeks kernel for ``n`` options."""
+    return black76_greeks_kernel if n >= PARALLEL_MIN_WORK else black76_greeks_kernel_serial
+
+
+def scenario_kernel(work: int) -> Any:
+    """Parallel or serial scenario kernel for ``work`` = n_options x n_scenarios evaluations."""
+    return scenario_values_kernel if work >= PARALLEL_MIN_WORK else scenario_values_kernel_serial

@@ -60,7 +60,7 @@ def black76_price(
                                                           is_call, discount)))
     f, k, t, s, c, d = _prep(forward, strike, t_years, vol_annual, is_call, discount)
     out = np.empty_like(f)
-    _kernels.black76_price_kernel(f, k, t, s, c, d, out)
+    _kernels.price_kernel(f.shape[0])(f, k, t, s, c, d, out)
     return out.reshape(shape)
 
 
@@ -112,7 +112,7 @@ def black76_greeks(
     f, k, t, s, c, r = _prep(forward, strike, t_years, vol_annual, is_call, rate)
     d = np.exp(-r * np.maximum(t, 0.0))
     out = np.empty((7, f.shape[0]), dtype=np.float64)
-    _kernels.black76_greeks_kernel(f, k, t, s, c, d, r, out)
+    _kernels.greeks_kernel(f.shape[0])(f, k, t, s, c, d, r, out)
     return Black76Greeks(
         price=out[0],
         delta=out[1],

@@ -64,10 +64,10 @@ def scenario_pnl_usd(
         vf = np.zeros((n_scen, f.shape[0])) if vol_floor is None else np.ascontiguousarray(
             vol_floor[:, opt])
         base = np.empty(f.shape[0])
-        _kernels.black76_price_kernel(f, k, t, s, c, d, base)
+        _kernels.price_kernel(f.shape[0])(f, k, t, s, c, d, base)
         shocked = np.empty((n_scen, f.shape[0]))
-        _kernels.scenario_values_kernel(f, k, t, s, c, d, np.ascontiguousarray(moves[:, opt]),
-                                        vm, vf, shocked)
+        kern = _kernels.scenario_kernel(f.shape[0] * n_scen)
+        kern(f, k, t, s, c, d, np.ascontiguousarray(moves[:, opt]), vm, vf, shocked)
         scale = np.where(inv[opt], book.index[opt] / f, 1.0)
         unit[:, opt] = (shocked - base) * scale
     return unit * book.quantity
