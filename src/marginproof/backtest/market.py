@@ -143,7 +143,9 @@ class MarketPath:
                     np.all(np.isfinite(self.iv[i, cols])))
 
     def snapshot(self, i: int, option_vols: Sequence[tuple[str, str]] = (),
-                 underlyings: Sequence[str] | None = None) -> MarketSnapshot:
+                 underlyings: Sequence[str] | None = None,
+                 expiries: Sequence[tuple[str, datetime]] = (),
+                 perps: Sequence[tuple[str, str]] = ()) -> MarketSnapshot:
         """Market snapshot at the close of row ``i``.
 
         Parameters
@@ -153,6 +155,11 @@ class MarketPath:
             Options that get the flat ATM vol of their underlying.
         underlyings : sequence of str, optional
             Index prices to include (default: every underlying with a close at ``i``).
+        expiries : sequence of (underlying, expiry)
+            Expiries that get an explicit forward quote equal to the close (rate 0, no basis:
+            the same forward the models would derive; presets that need quoted forwards get it).
+        perps : sequence of (perpetual name, underlying)
+            Perpetuals that get an explicit mark equal to the close.
         """
         unds = self.underlyings if underlyings is None else tuple(underlyings)
         idx = {}
@@ -166,7 +173,12 @@ class MarketPath:
             if not np.isfinite(v):
                 raise InputError("path.iv", f"no implied vol for {u} at {self.times[i]}")
             vols[name] = v
-        return MarketSnapshot(self.known_at(i), idx, implied_vols=vols)
+        fwd: dict[str, dict[datetime, float]] = {}
+        for u, exp in expiries:
+            fwd.setdefault(u, {})[exp] = idx[u]
+        marks = {name: idx[u] for name, u in perps}
+        return MarketSnapshot(self.known_at(i), idx, forwards=fwd, mark_prices=marks,
+                              implied_vols=vols)
 
 
 def daily_times(first: str, n: int) -> NDArray[np.datetime64]:

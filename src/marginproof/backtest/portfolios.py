@@ -350,6 +350,18 @@ class DayBooks:
         sel = np.flatnonzero(self.is_option) if legs is None else legs[self.is_option[legs]]
         return [(self.name(int(j)), self.underlyings[int(self.und_col[j])]) for j in sel]
 
+    def quotes(self, legs: NDArray[np.int64]) -> tuple[list[tuple[str, datetime]],
+                                                        list[tuple[str, str]]]:
+        """(underlying, expiry) of the option legs and (name, underlying) of the perp legs."""
+        exps, perps = [], []
+        for j in legs:
+            u = self.underlyings[int(self.und_col[j])]
+            if self.is_option[j]:
+                exps.append((u, self.expiry[j].astype(datetime).replace(tzinfo=UTC)))
+            else:
+                perps.append((self.name(int(j)), u))
+        return exps, perps
+
     def leg_values_usd(self, path: MarketPath, row: int) -> FloatArray:
         """Value per coin of every leg at the close of ``row`` (USD), shape (n_legs,).
 

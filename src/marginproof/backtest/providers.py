@@ -95,7 +95,8 @@ class ModelProvider:
         for k in (int(x) for x in np.flatnonzero(books.active)):
             legs = np.flatnonzero(books.portfolio_idx == k)
             unds = sorted({books.underlyings[int(c)] for c in books.und_col[legs]})
-            snap = history.snapshot(i, books.option_vols(legs), unds)
+            exps, perps = books.quotes(legs)
+            snap = history.snapshot(i, books.option_vols(legs), unds, exps, perps)
             try:
                 res = self.model.margin(books.portfolio(int(k)), snap)
             except InputError:

@@ -83,14 +83,14 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json({k: v for k, v in res.items() if k != "books"})
             return
-        console.print(f"[bold]{model}[/] {res['from']} .. {res['to']}: {res['n_books']} books, "
-                      f"{res['book_days']} book-days, {res['exceptions']} exceptions "
-                      f"({res['elapsed_s']:.1f} s)")
+        console.print(f"[bold]{model}[/] {res['from']}..{res['to']}: {res['n_books']} books, "
+                      f"{res['book_days']} book-days, {res['exceptions']} exceptions, "
+                      f"{res['elapsed_s']:.0f} s")
+        console.print(f"  {'category':<12} {'exc %':>6}  g/y/r   margin/notional")
         for c in res["categories"]:
-            console.print(f"  {c['category']:<12} exceptions {100 * c['exception_rate']:6.2f} % "
-                          f" zones g/y/r {c['books_green']}/{c['books_yellow']}/"
-                          f"{c['books_red']}  avg margin/notional "
-                          f"{100 * c['avg_margin_to_notional']:.2f} %")
+            zones = f"{c['books_green']}/{c['books_yellow']}/{c['books_red']}"
+            console.print(f"  {c['category']:<12} {100 * c['exception_rate']:6.2f}  {zones:<7} "
+                          f"{100 * c['avg_margin_to_notional']:6.2f} %")
         console.print(f"report: {out / 'report.html'}")
 
     @app.command()
@@ -123,13 +123,14 @@ def register(app: typer.Typer) -> None:
             return
         r = res["replay"]
         console.print(f"[bold]{model}[/] {res['episode_name']}: {r['accounts']} accounts, "
-                      f"{r['margin_calls']} margin calls, {r['liquidations']} liquidations, "
-                      f"loss beyond collateral {r['loss_beyond_collateral_usd']:,.0f} USD")
+                      f"{r['margin_calls']} calls, {r['liquidations']} liquidated, "
+                      f"{r['loss_beyond_collateral_usd']:,.0f} USD beyond collateral")
+        console.print(f"  {'cascade venue':<16} {'liquidated':>10} {'USD':>13} {'impact':>7} "
+                      f"{'bad debt USD':>13}")
         for v in res["cascade"]["venues"]:
-            console.print(f"  cascade {v['venue']:<16} liquidated {v['liquidated_accounts']:5d} "
-                          f"accounts {v['liquidated_usd']:>15,.0f} USD, max impact "
-                          f"{v['max_price_impact_pct']:6.2f} %, bad debt "
-                          f"{v['bad_debt_usd']:,.0f} USD")
+            console.print(f"  {v['venue']:<16} {v['liquidated_accounts']:>10} "
+                          f"{v['liquidated_usd']:>13,.0f} {v['max_price_impact_pct']:6.1f}% "
+                          f"{v['bad_debt_usd']:>13,.0f}")
         console.print(f"report: {out / 'report.html'}")
 
     @app.command("compare-models")
@@ -153,9 +154,12 @@ def register(app: typer.Typer) -> None:
             print_json(res)
             return
         for o in res["overall"]:
-            console.print(f"{o['model']:<18} exceptions {100 * o['exception_rate']:6.2f} %  "
-                          f"zones g/y/r {o['books_green']}/{o['books_yellow']}/"
-                          f"{o['books_red']}  avg margin/notional "
-                          f"{100 * o['avg_margin_to_notional']:6.2f} %  "
-                          f"p2t {o['median_peak_to_trough']:.2f}")
+            if not o.get("books"):
+                console.print(f"{o['model']:<18} no book evaluable (refused "
+                              f"{o.get('refused_book_days', 0)} book-days)")
+                continue
+            zones = f"{o['books_green']}/{o['books_yellow']}/{o['books_red']}"
+            console.print(f"{o['model']:<18} exc {100 * o['exception_rate']:5.2f} %  g/y/r "
+                          f"{zones:<8} margin/notional {100 * o['avg_margin_to_notional']:5.2f} %"
+                          f"  p2t {o['median_peak_to_trough']:.2f}")
         console.print(f"report: {out / 'report.html'}")

@@ -388,6 +388,7 @@ def run_compare(models: Sequence[str], out: Path, start: str | None = None,
         t0 = time.perf_counter()
         bt: ContinuousBacktest = walk_forward(path, templates, provider, cfg, start, end, False)
         info["elapsed_s"] = time.perf_counter() - t0
+        info["skipped_book_days"] = int(getattr(provider, "skipped", 0))
         infos.append(info)
         s = bt.summary()
         summaries.append(s)
@@ -396,7 +397,7 @@ def run_compare(models: Sequence[str], out: Path, start: str | None = None,
             progress(j + 1, len(models))
     summ = pd.concat(summaries, ignore_index=True)
     cat = pd.concat(cats, ignore_index=True)
-    overall = _overall(summ)
+    overall = _overall(summ, infos)
     _tables(out, "summary", summ)
     _tables(out, "categories", cat)
     _tables(out, "models", overall)
@@ -422,12 +423,20 @@ def run_compare(models: Sequence[str], out: Path, start: str | None = None,
     return result
 
 
-def _overall(summ: pd.DataFrame) -> pd.DataFrame:
+def _overall(summ: pd.DataFrame, infos: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per model; books the model refused (unsupported instruments) are counted."""
     rows = []
-    for m, g in summ[summ["n_obs"] > 0].groupby("model", sort=False):
+    for info in infos:
+        m = info["model"]
+        g = summ[(summ["model"] == m) & (summ["n_obs"] > 0)]
+        if g.empty:
+            rows.append({"model": m, "books": 0, "book_days": 0,
+                         "refused_book_days": info.get("skipped_book_days", 0)})
+            continue
         z = g["zone_last_250"].value_counts()
         rows.append({
             "model": m, "books": len(g), "book_days": int(g["n_obs"].sum()),
+            "refused_book_days": info.get("skipped_book_days", 0),
             "exceptions": int(g["n_exceptions"].sum()),
             "exception_rate": float(g["n_exceptions"].sum() / g["n_obs"].sum()),
             "books_green": int(z.get("green", 0)), "books_yellow": int(z.get("yellow", 0)),
