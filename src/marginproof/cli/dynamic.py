@@ -35,7 +35,21 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def run_calibration(end: str, first_test_year: int, base_config: Path) -> dict[str, Any]:
+def _grid(text: str | None, default: tuple[float, ...], name: str) -> tuple[float, ...]:
+    if text is None:
+        return default
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise InputError(name, f"comma-separated numbers expected, got {text!r}") from exc
+    if not vals:
+        raise InputError(name, "empty grid")
+    return vals
+
+
+def run_calibration(end: str, first_test_year: int, base_config: Path,
+                    lambdas: tuple[float, ...] = LAMBDAS,
+                    scalings: tuple[float, ...] = SCALINGS) -> dict[str, Any]:
     """Calibrate decay, scaling and liquidity constants; the full parameter file as a dict."""
     from marginproof import datasets
     from marginproof.addons.liquidity import calibrate_impact, option_half_spread_vol_points
@@ -53,7 +67,7 @@ def run_calibration(end: str, first_test_year: int, base_config: Path) -> dict[s
     if abs(mpor - round(mpor)) > 1e-9:
         raise InputError("risk.mpor_days", "calibration needs an integer MPOR")
     series = {u: s.upto(end_day).log_returns() for u, s in hist.closes.items()}
-    res = calibrate_fhs(series, LAMBDAS, SCALINGS, end_day, first_test_year, window,
+    res = calibrate_fhs(series, lambdas, scalings, end_day, first_test_year, window,
                         float(risk["conf_var"]), float(risk["conf_es"]), int(round(mpor)))
     # liquidity: Y from the book walk, ADV as the model defines it (30-day spot mean)
     book = datasets.load_depth_snapshot()
@@ -98,7 +112,9 @@ def run_calibration(end: str, first_test_year: int, base_config: Path) -> dict[s
     out["meta"] = {**params.get("meta", {}), "version": f"{params['meta']['version']}-calibrated",
                    "source": "marginproof calibrate (see [provenance])"}
     out["provenance"] = {
-        "command": f"marginproof calibrate --end {end} --first-test-year {first_test_year}",
+        "command": f"marginproof calibrate --end {end} --first-test-year {first_test_year}"
+                   f" --lambdas {','.join(map(str, lambdas))}"
+                   f" --scalings {','.join(map(str, scalings))}",
         "base_config": str(base_config.relative_to(repo_root()))
         if base_config.is_relative_to(repo_root()) else str(base_config),
         "base_config_params_hash": params_hash(params),
@@ -108,7 +124,7 @@ def run_calibration(end: str, first_test_year: int, base_config: Path) -> dict[s
         "calibration_end": str(end_day),
         "method": "FHS walk-forward by calendar year; FZ0 loss (Patton-Ziegel-Chen 2019) of "
                   "unit long and short BTC/ETH/SOL, pooled; no look-ahead",
-        "lambda_grid": list(LAMBDAS), "scaling_grid": list(SCALINGS),
+        "lambda_grid": list(lambdas), "scaling_grid": list(scalings),
         "n_obs": res.n_obs, "exception_rates": dict(res.exception_rates),
         "best_fz0": res.loss_table[(res.lam, res.scaling)],
         "folds": [{"test_year": fo.test_year, "lambda": fo.lam, "scaling": fo.scaling,
@@ -133,6 +149,8 @@ def register(app: typer.Typer) -> None:
         first_test_year: Annotated[int, typer.Option(help="First walk-forward test year")] = 2021,
         config: Annotated[Path | None, typer.Option(help="Base parameter file")] = None,
         out: Annotated[Path | None, typer.Option(help="Output parameter file")] = None,
+        lambdas: Annotated[str | None, typer.Option(help="EWMA decay grid, e.g. 0.94,0.97")] = None,
+        scalings: Annotated[str | None, typer.Option(help="Scaling grid, e.g. 1,1.05")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Choose EWMA decay and confidence scaling by walk-forward backtest loss; write a
@@ -141,7 +159,8 @@ def register(app: typer.Typer) -> None:
 
         base = config or config_dir() / "models" / "dynamic.toml"
         target = out or config_dir() / "calibrated" / "dynamic.toml"
-        params = run_calibration(end, first_test_year, base)
+        params = run_calibration(end, first_test_year, base, _grid(lambdas, LAMBDAS, "lambdas"),
+                                 _grid(scalings, SCALINGS, "scalings"))
         target.parent.mkdir(parents=True, exist_ok=True)
         header = ("# Calibrated by `marginproof calibrate`; see [provenance]. Load with\n"
                   "# `marginproof margin --model dynamic --config "
@@ -296,12 +315,15 @@ def register(app: typer.Typer) -> None:
             print_json({"underlying": underlying, "quantity": quantity, "start": start,
                         "end": end, "metrics": rep})
             return
-        t = Table(title=f"procyclicality, {quantity:g} {underlying} spot, {start}..{end}")
-        cols = list(next(iter(rep.values())).keys())
-        t.add_column("series")
-        for c in cols:
-            t.add_column(c, justify="right")
-        for name, m in rep.items():
-            t.add_row(name, *(f"{m[c]:.3f}" if "ratio" in c or c in (
-                "peak_to_trough", "cost_avg_A_over_M") else f"{m[c]:,.0f}" for c in cols))
+        t = Table(title=f"procyclicality, {quantity:g} {underlying} spot, {start}..{end} "
+                        "(ratios; increases in USD)")
+        short = {"base": "base", "buffer_static_25": "static 25%",
+                 f"buffer_release_{rb:g}": "release", f"buffer_release_{rb:g}_speed_5pct":
+                 "release+5%/d", "stressed_weight_25": "stress 25%", "floor_10y": "10y floor"}
+        t.add_column("metric")
+        for name in rep:
+            t.add_column(short.get(name, name), justify="right")
+        for metric in next(iter(rep.values())):
+            t.add_row(metric, *(f"{rep[n][metric]:,.0f}" if "increase" in metric
+                                else f"{rep[n][metric]:.3f}" for n in rep))
         console.print(t)
