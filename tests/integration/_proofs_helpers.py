@@ -26,11 +26,16 @@ def example_dir(base: Path) -> Path:
     Read-only for tests: copy it (:func:`copy_of`) before tampering.
     """
     if "dir" not in _CACHE:
+        from typer.testing import CliRunner
+
+        from marginproof.cli.main import app
+
         d = base / "example"
-        for epoch in (1, 2):
-            r = run_cli(["prove", "--epoch", str(epoch), "--out", str(d), "--accounts", "12",
-                         "--depth-min", "4", "--workers", "1"])
-            assert r.returncode == 0, r.stderr + r.stdout
+        for epoch in (1, 2):  # in-process: only the replays need fresh interpreters
+            r = CliRunner().invoke(app, ["prove", "--epoch", str(epoch), "--out", str(d),
+                                         "--accounts", "12", "--depth-min", "4",
+                                         "--workers", "1"])
+            assert r.exit_code == 0, r.output
         _CACHE["dir"] = d
     return _CACHE["dir"]
 
