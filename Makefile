@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean e2e-deps e2e
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,8 +21,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/marginproof demo
 
+# The web console's browser tests drive Debian's chromium (never a browser downloaded by a
+# test tool); install it with apt-get when it is missing.
+CHROMIUM ?= /usr/bin/chromium
+e2e-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing chromium (browser tests)"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    chromium; \
+	fi
+
+e2e: $(STAMP) e2e-deps
+	$(BIN)/python -m pytest tests/e2e
+
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-test: $(STAMP)
+test: $(STAMP) e2e-deps
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$rc
 

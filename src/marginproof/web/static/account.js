@@ -185,4 +185,9 @@ export function leave() {
   if (detailTimer) clearTimeout(detailTimer);
   detailTimer = null;
   detail = null;
+  history = [];
+  events = [];
+  // nothing of the account stays in the page once the view is left
+  document.getElementById("acct-title").textContent = "Account";
+  replace(document.getElementById("acct-body"));
 }

@@ -114,29 +114,97 @@ export function canonBytes(obj) {
   return te.encode(canon(obj));
 }
 
-function noNumbers(x, what) {
-  if (typeof x === "number") throw bad(what, `bare number ${x} is not allowed`);
-  if (Array.isArray(x)) x.forEach((v) => noNumbers(v, what));
-  else if (x && typeof x === "object") Object.values(x).forEach((v) => noNumbers(v, what));
-}
-
-// Strict parse: UTF-8, JSON, strings only, and the bytes re-encode identically.
-export function parseCanonical(data, what) {
-  let bytes = typeof data === "string" ? te.encode(data) : data;
-  if (bytes.length && bytes[bytes.length - 1] === 0x0a) bytes = bytes.subarray(0, -1);
-  let text;
+function decodeUtf8(bytes, what) {
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // ignoreBOM keeps a byte-order mark in the text, where the parser rejects it (as Python does)
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (e) {
     throw bad(what, "not UTF-8");
   }
-  let obj;
-  try {
-    obj = JSON.parse(text);
-  } catch (e) {
-    throw bad(what, `malformed JSON: ${e.message}`);
+}
+
+// Strict JSON (encoding.parse_strict): valid UTF-8, no duplicate keys, no bare numbers, no
+// NaN/Infinity; any whitespace and key order. JSON.parse cannot see duplicate keys, so this is
+// a small recursive-descent parser (strings are decoded by JSON.parse, one token at a time).
+export function parseStrict(data, what) {
+  const text = typeof data === "string" ? data : decodeUtf8(data, what);
+  let i = 0;
+  const WS = " \t\n\r";
+  const ws = () => { while (i < text.length && WS.includes(text[i])) i++; };
+  const fail = (msg) => { throw bad(what, `malformed JSON: ${msg} at character ${i}`); };
+  function str() {
+    const start = i++;
+    while (i < text.length && text[i] !== '"') {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) fail("control character in string");
+      i += text[i] === "\\" ? 2 : 1;
+    }
+    if (i >= text.length) fail("unterminated string");
+    i++;
+    try {
+      return JSON.parse(text.slice(start, i));
+    } catch (e) {
+      return fail("invalid string escape");
+    }
   }
-  noNumbers(obj, what);
+  function value(depth) {
+    if (depth > 200) fail("nesting too deep");
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      const obj = {};
+      const seen = new Set();
+      ws();
+      if (text[i] === "}") { i++; return obj; }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail("expected a key");
+        const k = str();
+        if (seen.has(k)) fail(`duplicate key ${JSON.stringify(k)}`);
+        seen.add(k);
+        ws();
+        if (text[i++] !== ":") fail("expected ':'");
+        Object.defineProperty(obj, k, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
+        ws();
+        if (text[i] === ",") { i++; continue; }
+        if (text[i] === "}") { i++; return obj; }
+        fail("expected ',' or '}'");
+      }
+    }
+    if (c === "[") {
+      i++;
+      const arr = [];
+      ws();
+      if (text[i] === "]") { i++; return arr; }
+      for (;;) {
+        arr.push(value(depth + 1));
+        ws();
+        if (text[i] === ",") { i++; continue; }
+        if (text[i] === "]") { i++; return arr; }
+        fail("expected ',' or ']'");
+      }
+    }
+    if (c === '"') return str();
+    for (const [lit, v] of [["true", true], ["false", false], ["null", null]]) {
+      if (text.startsWith(lit, i)) { i += lit.length; return v; }
+    }
+    if (c !== undefined && /[-0-9NI]/.test(c)) throw bad(what, "bare numbers, NaN and Infinity are not allowed (numbers are decimal strings)");
+    return fail("unexpected character");
+  }
+  const out = value(0);
+  ws();
+  if (i !== text.length) fail("extra data");
+  return out;
+}
+
+// Canonical JSON (parameters, log entries, epoch records): strict, and the bytes re-encode
+// identically (one trailing newline allowed).
+export function parseCanonical(data, what) {
+  let bytes = typeof data === "string" ? te.encode(data) : data;
+  if (bytes.length && bytes[bytes.length - 1] === 0x0a) bytes = bytes.subarray(0, -1);
+  const text = decodeUtf8(bytes, what);
+  const obj = parseStrict(text, what);
   if (canon(obj) !== text) {
     throw bad(what, "not canonical JSON (sorted keys, no whitespace, strings only)");
   }
@@ -270,6 +338,45 @@ const HEADER_KEYS = ["spec", "epoch", "venue", "quote", "assets", "fields", "dep
   "params_hash", "market_hash", "market_timestamp", "cut_timestamp", "model", "engine",
   "prev_record_hash"];
 
+function shapeObj(v, keys, where) {
+  if (!isObj(v) || !sameKeys(v, keys)) throw bad(where, `must be an object with exactly ${[...keys].sort()}`);
+  for (const k of keys) if (typeof v[k] !== "string") throw bad(`${where}.${k}`, "must be a string");
+  return v;
+}
+
+// Every nested header object has exactly its keys, with string values (records.py).
+function checkHeaderShapes(h, where) {
+  for (const k of ["venue", "params_hash", "market_hash", "market_timestamp", "cut_timestamp"]) {
+    if (typeof h[k] !== "string") throw bad(`${where}.${k}`, "must be a string");
+  }
+  parseHex32(h.params_hash, `${where}.params_hash`);
+  parseHex32(h.market_hash, `${where}.market_hash`);
+  shapeObj(h.quote, ["symbol", "scale"], `${where}.quote`);
+  if (!Array.isArray(h.assets)) throw bad(`${where}.assets`, "must be a list");
+  h.assets.forEach((a, i) => shapeObj(a, ["symbol", "scale"], `${where}.assets[${i}]`));
+  const il = shapeObj(h.input_log, ["size", "root"], `${where}.input_log`);
+  parseUint(il.size, `${where}.input_log.size`);
+  parseHex32(il.root, `${where}.input_log.root`);
+  shapeObj(h.model, ["name", "params_hash", "version"], `${where}.model`);
+  const eng = shapeObj(h.engine, ["version", "lock_hash"], `${where}.engine`);
+  parseHex32(eng.lock_hash, `${where}.engine.lock_hash`);
+}
+
+function checkPrivacyShape(p, where) {
+  const keys = ["scheme", "fields", "range_base", "root", "root_commitments", "blind_totals", "bundle_hash"];
+  if (!isObj(p) || !sameKeys(p, keys)) throw bad(where, `must be an object with exactly ${[...keys].sort()}`);
+  if (canon(p.fields) !== canon(["coll", "mm"]) || p.scheme !== "mp-pedersen/v1") {
+    throw bad(where, "unsupported privacy scheme or fields");
+  }
+  parseUint(p.range_base, `${where}.range_base`, 16n);
+  parseHex32(p.root, `${where}.root`);
+  parseHex32(p.bundle_hash, `${where}.bundle_hash`);
+  for (const k of ["root_commitments", "blind_totals"]) {
+    if (!Array.isArray(p[k]) || p[k].length !== 2) throw bad(`${where}.${k}`, "must list two values");
+    p[k].forEach((x, i) => parseHex32(x, `${where}.${k}[${i}]`));
+  }
+}
+
 export async function parseRecord(signed, where = "record") {
   if (!isObj(signed) || !sameKeys(signed, ["record", "sig", "key_id"])) {
     throw bad(where, "must be {record, sig, key_id}");
@@ -307,8 +414,9 @@ export async function parseRecord(signed, where = "record") {
   parseHex32(signed.key_id, `${where}.key_id`);
   parseHexN(signed.sig, `${where}.sig`, 64);
   if (h.prev_record_hash !== null) parseHex32(h.prev_record_hash, `${where}.record.header.prev_record_hash`);
+  checkHeaderShapes(h, `${where}.record.header`);
   const privacy = rec.privacy === undefined ? null : rec.privacy;
-  if (privacy !== null && !isObj(privacy)) throw bad(`${where}.record.privacy`, "must be an object");
+  if (privacy !== null) checkPrivacyShape(privacy, `${where}.record.privacy`);
   const hdrHash = await sha256(new Uint8Array([PREFIX.HEADER]), canonBytes(h));
   return { signed, header: h, hdrHash, fmt, epoch, depth, fields, rootHash, rootSums, privacy };
 }
@@ -404,11 +512,11 @@ export function proofFromBinary(data) {
            privacy: null };
 }
 
-// Binary if it starts with a known magic, canonical JSON otherwise.
+// Binary if it starts with a known magic, strict JSON (any formatting) otherwise.
 export function loadProofBytes(data) {
   const magic = String.fromCharCode(...data.subarray(0, 4));
   if (BY_MAGIC[magic]) return proofFromBinary(data);
-  return proofFromJsonObj(parseCanonical(data, "proof"));
+  return proofFromJsonObj(parseStrict(data, "proof"));
 }
 
 // Walk the path from the leaf to the root; every value and sum range-checked.
@@ -521,9 +629,10 @@ export async function verifyAccount(proof, { record, accountId = null, nonce = n
 export async function verifyProofFile(proofBytes, { signedRecord, keyEntries, trust = null,
                                                     accountId = null, expected = null }) {
   try {
+    // the order of `marginproof verify-account`: proof, keys, record, then the checks
+    const proof = loadProofBytes(proofBytes);
     const keys = await publishedKeys(keyEntries, trust || null);
     const record = await verifyRecord(signedRecord, keys);
-    const proof = loadProofBytes(proofBytes);
     const res = await verifyAccount(proof, { record, accountId, expected });
     const q = record.header.quote || {};
     return { valid: true, epoch: res.epoch.toString(), index: res.index.toString(),

@@ -146,8 +146,10 @@ async function run(ev) {
   }));
   btn.disabled = false;
   btn.textContent = "Run what-if";
+  // show a scenario model first (it has a risk matrix), else the first that ran
+  const withMatrix = results.findIndex((r) => r.ex && r.ex.heatmaps.length);
   const firstOk = results.findIndex((r) => r.ex);
-  selected = firstOk < 0 ? 0 : firstOk;
+  selected = withMatrix >= 0 ? withMatrix : Math.max(firstOk, 0);
   renderResults();
   announce(`What-if done: ` + results.map((r) => r.ex ? `${r.model} IM ${fmtUsd(r.ex.initial_margin)} USD` : `${r.model} failed`).join("; "));
   document.getElementById("wi-results-title").focus();
