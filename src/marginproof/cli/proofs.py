@@ -289,6 +289,7 @@ def register(app: typer.Typer) -> None:
         """Audit the epoch log: signatures, hash chain, tree heads, consistency (exit 0/1)."""
         store = ProofStore(directory)
         kfile = keys or store.keys_path
+        read_bytes(kfile)
         read_bytes(store.epoch_log_path)
         known_raw = [read_bytes(k) for k in known_sth or []]
         try:

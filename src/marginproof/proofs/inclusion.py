@@ -133,12 +133,16 @@ def proof_from_binary(data: bytes) -> InclusionProof:
     off = 88 + 8 * f
     w = fmt.sum_bytes
     path = []
-    for _ in range(d):
-        h = data[off:off + 32]
-        off += 32
-        s = tuple(int.from_bytes(data[off + j * w: off + (j + 1) * w], "big") for j in range(f))
-        off += w * f
-        path.append((h, s))
+    step = 32 + w * f
+    if w == 8:
+        unpack = struct.Struct(f">{f}Q").unpack_from
+        for o in range(off, off + d * step, step):
+            path.append((data[o:o + 32], unpack(data, o + 32)))
+    else:
+        for o in range(off, off + d * step, step):
+            s = tuple(int.from_bytes(data[o + 32 + j * w: o + 32 + (j + 1) * w], "big")
+                      for j in range(f))
+            path.append((data[o:o + 32], s))
     return InclusionProof(fmt, epoch, hdr_hash, d, index, tag, tuple(values), tuple(path))
 
 
