@@ -16,10 +16,12 @@ from marginproof.storage.sql import SqlRepository
 
 def _batch(seq: int, ids: tuple[str, ...], im: float) -> MarginBatch:
     n = len(ids)
-    return MarginBatch(seq, 0, 1_650_000_000_000 + seq, "grid", "ab" * 32, "tick:BTC", ids,
+    return MarginBatch(seq, 0, 1_650_000_000_000 + seq, "grid", "ab" * 32, "tick:BTC",
+                       np.array(ids, dtype=object),
                        np.full(n, im), np.full(n, 0.8 * im), np.full(n, 2 * im),
-                       np.zeros(n, np.int8), np.zeros(n, bool), ("BTC",) * n,
-                       np.arange(n, dtype=np.int32))
+                       np.zeros(n, np.int8), np.zeros(n, bool), ("BTC",),
+                       np.zeros(n, np.int16), np.arange(n, dtype=np.int32),
+                       np.arange(n, dtype=np.int64))
 
 
 def test_migrations_are_versioned_and_idempotent(repo: SqlRepository) -> None:

@@ -28,7 +28,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -254,6 +253,7 @@ class MarginEngine:
         self.computed = np.zeros(cap, bool)
         self.market_ts = np.zeros(cap, np.int64)
         self.updated_seq = np.zeros(cap, np.int64)
+        self._ids_arr: NDArray[np.object_] = np.zeros(0, dtype=object)
 
     # -- model -------------------------------------------------------------------------------
     def _set_model(self, model: GridModel) -> None:
@@ -532,7 +532,13 @@ class MarginEngine:
             accs.append(holders.astype(np.int64))
         if not accs:
             return None
-        idx = np.unique(np.concatenate(accs))
+        if len(accs) == 1:
+            idx = np.sort(accs[0])  # rows of one book are distinct accounts
+        else:
+            mask = np.zeros(len(self.acc_ids), bool)
+            for a_idx in accs:
+                mask[a_idx] = True
+            idx = np.flatnonzero(mask).astype(np.int64)
         if idx.size == 0:
             return None
         return self._finish(seq, idx, cause, self._market_ts_of(und))
@@ -690,20 +696,25 @@ class MarginEngine:
             kb = np.argmax(self.req[idx, :nu], axis=1)
             has = self.req[idx, kb] > 0.0
             bj = np.where(has, self.bind_j[idx, kb], -1).astype(np.int32)
-            names = self.und_names
-            bu = tuple(names[int(k)] if h else "" for k, h in zip(kb, has, strict=True))
+            bk = np.where(has, kb, -1).astype(np.int16)
         else:
             bj = np.full(idx.size, -1, np.int32)
-            bu = ("",) * idx.size
-        ids = (itemgetter(*idx.tolist())(self.acc_ids),) if idx.size == 1 else \
-            itemgetter(*idx.tolist())(self.acc_ids)
+            bk = np.full(idx.size, -1, np.int16)
         return MarginBatch(seq, self.config.partition, int(ts), self.model.name,
-                           self.model.params_hash, cause, tuple(ids), im.copy(), mm.copy(),
-                           eq.copy(), status, self.held[idx].copy(), bu, bj)
+                           self.model.params_hash, cause, self._ids_array(), im.copy(),
+                           mm.copy(),
+                           eq.copy(), status, self.held[idx].copy(), tuple(self.und_names), bk,
+                           bj, idx.copy())
+
+    def _ids_array(self) -> NDArray[np.object_]:
+        """Account ids as an object array (grown lazily) for fast fancy indexing."""
+        n = len(self.acc_ids)
+        if self._ids_arr.shape[0] < n:
+            self._ids_arr = np.array(self.acc_ids, dtype=object)
+        return self._ids_arr
 
     def _status_events(self, batch: MarginBatch, entry: LogEntry) -> list[Event]:
-        idx = np.fromiter((self.acc_index[a] for a in batch.account_ids), np.int64,
-                          len(batch.account_ids))
+        idx = batch.account_index
         old = self.status[idx]
         new = batch.status
         changed = np.flatnonzero(old != new)

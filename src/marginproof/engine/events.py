@@ -9,6 +9,7 @@ re-run after a crash re-emits the same ids and consumers can drop duplicates.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -142,7 +143,8 @@ Event = MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActi
 class MarginBatch:
     """Columnar margin updates of every account an entry moved (arrays of shape (n,)).
 
-    ``binding_underlying`` holds ``""`` where an account has no requirement.
+    ``binding_underlying_index`` indexes ``underlyings`` (-1 where an account has no
+    requirement); ``account_index`` is the engine's internal row of each account.
     """
 
     type: ClassVar[str] = "margin_batch"
@@ -152,21 +154,35 @@ class MarginBatch:
     model: str
     params_hash: str
     cause: str
-    account_ids: tuple[str, ...]
+    ids_source: NDArray[np.object_]
     initial_margin: NDArray[np.float64]
     maintenance_margin: NDArray[np.float64]
     equity: NDArray[np.float64]
     status: NDArray[np.int8]
     held: NDArray[np.bool_]
-    binding_underlying: tuple[str, ...]
+    underlyings: tuple[str, ...]
+    binding_underlying_index: NDArray[np.int16]
     binding_scenario: NDArray[np.int32]
+    account_index: NDArray[np.int64]
+
+    @cached_property
+    def account_ids(self) -> tuple[str, ...]:
+        """Account ids, in batch order (materialised on first use, off the hot path)."""
+        return tuple(self.ids_source[self.account_index].tolist())
+
+    @property
+    def binding_underlying(self) -> list[str]:
+        """Binding underlying name per account (``""`` when none)."""
+        names = np.array([*self.underlyings, ""], dtype=object)
+        out: list[str] = names[self.binding_underlying_index.astype(np.int64)].tolist()
+        return out  # index -1 picks the trailing ""
 
     @property
     def event_id(self) -> str:
         return f"{self.seq}:{self.partition}:{self.type}"
 
     def __len__(self) -> int:
-        return len(self.account_ids)
+        return int(self.account_index.shape[0])
 
     def index_of(self, account_id: str) -> int | None:
         """Position of ``account_id`` in the batch (linear scan; the service caches a map)."""
@@ -184,7 +200,9 @@ class MarginBatch:
             "initial_margin": float(self.initial_margin[i]),
             "maintenance_margin": float(self.maintenance_margin[i]),
             "equity": float(self.equity[i]), "status": STATUS_NAMES[int(self.status[i])],
-            "held": bool(self.held[i]), "binding_underlying": self.binding_underlying[i],
+            "held": bool(self.held[i]),
+            "binding_underlying": (self.underlyings[int(self.binding_underlying_index[i])]
+                                   if self.binding_underlying_index[i] >= 0 else ""),
             "binding_scenario": int(self.binding_scenario[i]),
         }
 

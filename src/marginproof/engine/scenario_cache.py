@@ -82,22 +82,38 @@ def unit_columns(model: GridModel, market: MarketSnapshot, names: Sequence[str])
     if n == 0:
         return UnitColumns((), np.zeros((0, n_scen)), np.zeros(0), opt_units, np.zeros(0, bool),
                            ())
-    try:
-        pnl_t, value = _compute(model, market, names)
-        return UnitColumns(tuple(names), pnl_t, value, opt_units, np.ones(n, bool), ())
-    except InputError:
-        pass
     pnl_t = np.zeros((n, n_scen))
     value = np.zeros(n)
     priced = np.zeros(n, bool)
     problems: list[str] = []
+    # cheap pre-checks first (expired, no vol, no index), so one bad instrument does not
+    # send the whole batch down the one-by-one path
+    ok: list[int] = []
     for i, name in enumerate(names):
+        inst = instrument(name)
+        if inst.underlying not in market.index_prices:
+            problems.append(f"{name}: no index price for {inst.underlying}")
+        elif inst.expiry is not None and inst.expiry <= market.timestamp:
+            problems.append(f"{name}: expired at {inst.expiry.isoformat()}")
+        elif inst.is_option and name not in market.implied_vols and \
+                name not in market.mark_prices:
+            problems.append(f"{name}: no mark price or implied vol")
+        else:
+            ok.append(i)
+    if ok:
         try:
-            p, v = _compute(model, market, [name])
-        except InputError as exc:
-            problems.append(f"{name}: {exc.message}")
-            continue
-        pnl_t[i] = p[0]
-        value[i] = v[0]
-        priced[i] = True
+            p, v = _compute(model, market, [names[i] for i in ok])
+            pnl_t[ok] = p
+            value[ok] = v
+            priced[ok] = True
+        except InputError:
+            for i in ok:
+                try:
+                    p1, v1 = _compute(model, market, [names[i]])
+                except InputError as exc:
+                    problems.append(f"{names[i]}: {exc.message}")
+                    continue
+                pnl_t[i] = p1[0]
+                value[i] = v1[0]
+                priced[i] = True
     return UnitColumns(tuple(names), pnl_t, value, opt_units, priced, tuple(problems))

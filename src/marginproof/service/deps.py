@@ -1,4 +1,8 @@
-"""FastAPI dependencies as ``Annotated`` aliases: a route's signature says what it needs."""
+"""FastAPI dependencies as ``Annotated`` aliases: a route's signature says what it needs.
+
+They are ``async`` and run on the event loop: the key lookup is one indexed query (~20 us on
+SQLite), cheaper than a hop to the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,14 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="API key (mp_<id>_<secret>)")
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_principal(container: ContainerDep,
+async def get_principal(container: ContainerDep,
                   key: Annotated[str | None, Security(api_key_header)]) -> Principal:
     principal, reason = authenticate(container.repo, key)
     if principal is None:
@@ -33,7 +37,7 @@ def get_principal(container: ContainerDep,
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_operator(principal: PrincipalDep, container: ContainerDep) -> Principal:
+async def get_operator(principal: PrincipalDep, container: ContainerDep) -> Principal:
     if not principal.is_operator:
         container.metrics.auth_failures.labels("scope").inc()
         raise HTTPException(403, "operator scope required")

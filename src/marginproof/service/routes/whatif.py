@@ -15,8 +15,13 @@ router = APIRouter(prefix="/whatif", tags=["what-if"])
 
 
 @router.post("", response_model=WhatIfOut)
-def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerDep) -> WhatIfOut:
-    """Margin under any registry model at the current market (account keys: own account)."""
+async def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerDep
+                  ) -> WhatIfOut:
+    """Margin under any registry model at the current market (account keys: own account).
+
+    Runs on the event loop: a what-if of a few positions takes about 2 ms of CPU, less than
+    the cost of handing it to the thread pool and back.
+    """
     t0 = time.perf_counter()
     if body.account_id is not None:
         check_account(principal, container, body.account_id)

@@ -1,0 +1,300 @@
+"""Service benchmark: one day of hourly data for many accounts, and the what-if endpoint.
+
+Run: ``.venv/bin/python benchmarks/bench_service.py [--quick] [--accounts N]``.
+
+Part 1 (engine + storage, SQLite WAL, in-process bus): N synthetic accounts that all hold BTC
+(so every BTC tick moves all N), then the 48 hourly BTC/ETH index ticks of 2022-04-15:
+
+* engine tick-to-margin-event latency: ``engine.apply(tick)`` + publishing the margin batch
+  (p50/p99 over the BTC ticks, which move every account);
+* service path, paced: tick appended to the input log -> engine -> batch published, one tick
+  at a time (p50/p99), and the sustained ticks/s *including* writing every account's margin row
+  to the history table;
+* the same ticks at maximum speed (all appended at once): ticks/s sustained;
+* ratio to a naive baseline (``GridModel.margin`` per account, full revaluation, timed on a
+  sample and scaled to N), and the engine's achieved memory traffic as a fraction of a
+  STREAM-like numpy copy probe measured in the same run.
+
+Part 2 (HTTP): ``marginproof serve`` on 127.0.0.1 in a subprocess; what-if requests at a fixed
+200 req/s (open loop) for a few seconds: achieved req/s, p50/p99 latency; then the closed-loop
+maximum with 8 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from marginproof.engine.core import EngineConfig, MarginEngine
+from marginproof.engine.entries import EntryKind, LogEntry
+from marginproof.feeds.replay import replay_day
+from marginproof.instruments.portfolio import Portfolio
+from marginproof.models.grid import GridModel
+from marginproof.service.gateway import InputGateway
+from marginproof.service.runner import EngineRunner
+from marginproof.service.workload import synthetic_accounts
+from marginproof.storage.factory import open_repository
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def stream_probe_gbs(n_mb: int = 200) -> float:
+    """Copy bandwidth (GB/s, read + write) of a large numpy array: the roofline reference."""
+    a = np.ones(n_mb * 1024 * 1024 // 8)
+    b = np.empty_like(a)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        dt = time.perf_counter() - t
+        best = max(best, 2 * a.nbytes / dt / 1e9)
+    return best
+
+
+def part_engine(n_accounts: int) -> dict[str, float]:
+    day = replay_day("2022-04-15", ("BTCUSDT", "ETHUSDT"))
+    accounts = synthetic_accounts(n_accounts, day.market)
+    out: dict[str, float] = {"accounts": float(n_accounts)}
+
+    # -- engine alone: apply + publish to an in-memory sink ------------------------------
+    eng = MarginEngine(GridModel(), EngineConfig())
+    seq = 0
+    t0_ms = int(day.market.timestamp.timestamp() * 1000)
+
+    def entry(kind: EntryKind, body: dict) -> LogEntry:  # type: ignore[type-arg]
+        nonlocal seq
+        seq += 1
+        return LogEntry(seq, kind, t0_ms + seq, "bench", body)
+
+    sink: list[object] = []
+    eng.apply(entry(EntryKind.MARKET, dict(day.seed_entry().body)))
+    t = time.perf_counter()
+    for a in accounts:
+        eng.apply(entry(EntryKind.ACCOUNT, dict(a.body)))
+    out["account_entries_per_s"] = n_accounts / (time.perf_counter() - t)
+    lat_btc: list[float] = []
+    moved: list[int] = []
+    for tk in day.tick_entries():
+        e = entry(EntryKind.TICK, dict(tk.body))
+        t = time.perf_counter()
+        res = eng.apply(e)
+        if res.batch is not None:
+            sink.append(res.batch.summary())
+        dt = time.perf_counter() - t
+        if tk.body["underlying"] == "BTC" and res.batch is not None:
+            lat_btc.append(dt)
+            moved.append(len(res.batch))
+    out["engine_p50_ms"] = 1e3 * pct(lat_btc, 50)
+    out["engine_p99_ms"] = 1e3 * pct(lat_btc, 99)
+    out["accounts_moved_per_btc_tick"] = float(np.median(moved))
+    # memory traffic of one BTC tick: scenario P&L written + read (argmin/gather) + CSR + cols
+    n_scen = len(GridModel().scenario_labels())
+    bytes_per_tick = n_accounts * n_scen * 8 * 3 + n_accounts * 4 * 8 * 4
+    out["engine_gbs"] = bytes_per_tick / pct(lat_btc, 50) / 1e9
+
+    # -- naive baseline: full GridModel.margin per account, sampled ---------------------
+    model = GridModel()
+    sample = accounts[: min(200, n_accounts)]
+    t = time.perf_counter()
+    for a in sample:
+        model.margin(Portfolio.of(dict(a.body["positions"])), day.market)
+    per_account = (time.perf_counter() - t) / len(sample)
+    out["naive_tick_ms"] = 1e3 * per_account * n_accounts
+    out["speedup_vs_naive"] = out["naive_tick_ms"] / out["engine_p50_ms"]
+
+    # -- service path: log -> runner -> bus -> history (SQLite WAL) ----------------------
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = open_repository(f"sqlite:///{Path(tmp) / 'bench.sqlite'}")
+        gw = InputGateway(repo)
+        published: list[object] = []
+        runner = EngineRunner(repo, GridModel(), EngineConfig(),
+                              publish=lambda s, d, i, o: published.append(o), gateway=gw,
+                              commit_every=1)
+        gw.append([day.seed_entry()])
+        t = time.perf_counter()
+        for i in range(0, len(accounts), 2000):
+            gw.append(accounts[i:i + 2000])
+        out["log_append_accounts_per_s"] = n_accounts / (time.perf_counter() - t)
+        runner.commit_every = 5000
+        t = time.perf_counter()
+        runner.run_until_idle()
+        out["setup_runner_s"] = time.perf_counter() - t
+        runner.commit_every = 1
+        ticks = day.tick_entries()
+        half = len(ticks) // 2
+        t = time.perf_counter()
+        for tk in ticks[:half]:  # paced: one tick at a time
+            gw.append([tk])
+            runner.step()
+        paced_s = time.perf_counter() - t
+        paced_lat = [x for x in runner.latencies_s]
+        runner.latencies_s.clear()
+        out["service_paced_p50_ms"] = 1e3 * pct(paced_lat, 50)
+        out["service_paced_p99_ms"] = 1e3 * pct(paced_lat, 99)
+        out["service_paced_ticks_per_s_with_history"] = half / paced_s
+        t = time.perf_counter()
+        gw.append(ticks[half:])  # max speed: everything at once
+        runner.run_until_idle()
+        burst_s = time.perf_counter() - t
+        out["service_burst_ticks_per_s_with_history"] = (len(ticks) - half) / burst_s
+        rows = sum(len(b) for b in published if hasattr(b, "account_ids"))
+        out["history_rows_written"] = float(rows)
+        repo.close()
+    out["stream_probe_gbs"] = stream_probe_gbs()
+    out["engine_fraction_of_probe"] = out["engine_gbs"] / out["stream_probe_gbs"]
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _load(url: str, key: str, body: dict, rate: float, seconds: float,  # type: ignore[type-arg]
+                concurrency: int | None) -> tuple[list[float], float, int]:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key},
+                                 limits=httpx.Limits(max_connections=64)) as client:
+        await client.post("/whatif", json=body)  # warm-up
+
+        async def one() -> None:
+            nonlocal errors
+            t = time.perf_counter()
+            r = await client.post("/whatif", json=body)
+            lat.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors += 1
+
+        t0 = time.perf_counter()
+        if concurrency is None:  # open loop at a fixed rate
+            tasks = []
+            n = int(rate * seconds)
+            for i in range(n):
+                target = t0 + i / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one()))
+            await asyncio.gather(*tasks)
+        else:
+            end = t0 + seconds
+
+            async def worker() -> None:
+                while time.perf_counter() < end:
+                    await one()
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return lat, len(lat) / elapsed, errors
+
+
+def part_whatif(seconds: float) -> dict[str, float]:
+    import httpx
+
+    from marginproof.demo import demo_account, demo_market
+    from marginproof.formats import market_to_dict
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"sqlite:///{Path(tmp) / 'svc.sqlite'}"
+        env = {**os.environ, "MARGINPROOF_DATABASE_URL": db}
+        exe = [sys.executable, "-m", "marginproof.cli.main"]
+        key = json.loads(subprocess.run([*exe, "keys", "create", "--scope", "operator"],
+                                        env=env, capture_output=True, text=True,
+                                        check=True).stdout)["key"]
+        port = _free_port()
+        proc = subprocess.Popen([*exe, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            h = {"X-API-Key": key}
+            httpx.post(f"{url}/market", json={"snapshot": market_to_dict(demo_market())},
+                       headers=h, timeout=30).raise_for_status()
+            acct, _ = demo_account()
+            pos = {p.instrument.name: p.quantity for p in acct.portfolio.positions}
+            for _ in range(300):
+                if httpx.post(f"{url}/whatif", json={"positions": pos}, headers=h,
+                              timeout=10).status_code == 200:
+                    break
+                time.sleep(0.1)
+            body = {"model": "grid", "positions": pos,
+                    "trades": [{"instrument": "BTC-PERPETUAL", "quantity": 10_000}]}
+            lat, rps, errors = asyncio.run(_load(url, key, body, 200.0, seconds, None))
+            out["whatif_target_rps"] = 200.0
+            out["whatif_achieved_rps"] = rps
+            out["whatif_p50_ms"] = 1e3 * pct(lat, 50)
+            out["whatif_p99_ms"] = 1e3 * pct(lat, 99)
+            out["whatif_errors"] = float(errors)
+            lat, rps, errors = asyncio.run(_load(url, key, body, 0.0, seconds / 2, 8))
+            out["whatif_max_rps_8_clients"] = rps
+            out["whatif_max_p99_ms"] = 1e3 * pct(lat, 99)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="10,000 accounts, 4 s of load")
+    ap.add_argument("--accounts", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args()
+    n = args.accounts or (10_000 if args.quick else 100_000)
+    seconds = args.seconds or (4.0 if args.quick else 10.0)
+    print(f"bench_service: {n:,} accounts, one day (2022-04-15) of hourly BTC+ETH ticks",
+          flush=True)
+    e = part_engine(n)
+    print(f"  account entries into the engine        {e['account_entries_per_s']:>12,.0f} /s")
+    print(f"  accounts moved per BTC tick            {e['accounts_moved_per_btc_tick']:>12,.0f}")
+    print(f"  engine tick->margin event  p50 / p99   {e['engine_p50_ms']:>8.1f} / "
+          f"{e['engine_p99_ms']:.1f} ms   (target p99 < 100 ms)")
+    print(f"  naive full revaluation per tick        {e['naive_tick_ms']:>12,.0f} ms   "
+          f"-> incremental engine x{e['speedup_vs_naive']:,.0f} faster")
+    print(f"  engine memory traffic                  {e['engine_gbs']:>12.2f} GB/s = "
+          f"{100 * e['engine_fraction_of_probe']:.0f} % of the copy probe "
+          f"({e['stream_probe_gbs']:.1f} GB/s)")
+    print(f"  service path (log->engine->bus) p50/p99 {e['service_paced_p50_ms']:>7.1f} / "
+          f"{e['service_paced_p99_ms']:.1f} ms per tick (paced)")
+    paced = e["service_paced_ticks_per_s_with_history"]
+    print(f"  sustained ticks/s incl. history rows   {paced:>12.2f} "
+          f"(paced), {e['service_burst_ticks_per_s_with_history']:.2f} (max speed)")
+    print(f"  history rows written (SQLite WAL)      {e['history_rows_written']:>12,.0f}")
+    print(f"  log append (account entries)           {e['log_append_accounts_per_s']:>12,.0f} /s;"
+          f" initial margining {e['setup_runner_s']:.1f} s")
+    if not args.skip_http:
+        w = part_whatif(seconds)
+        print(f"  what-if @ {w['whatif_target_rps']:.0f} req/s: achieved "
+              f"{w['whatif_achieved_rps']:.1f} req/s, p50 {w['whatif_p50_ms']:.1f} ms, "
+              f"p99 {w['whatif_p99_ms']:.1f} ms (target p99 < 10 ms), "
+              f"errors {w['whatif_errors']:.0f}")
+        print(f"  what-if max (8 clients): {w['whatif_max_rps_8_clients']:.0f} req/s, "
+              f"p99 {w['whatif_max_p99_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
