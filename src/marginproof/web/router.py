@@ -146,7 +146,8 @@ def _all_rows(container: Any) -> list[dict[str, Any]]:
     if owned == list(range(s.partitions)) and any(r.engine.acc_ids for r in container.runners):
         for r in container.runners:
             with r.lock:
-                rows += views.engine_rows(r.engine)
+                snap = views.engine_snapshot(r.engine)
+            rows += views.snapshot_rows(snap)
         return rows
     after: str | None = None
     while True:
@@ -154,7 +155,7 @@ def _all_rows(container: Any) -> list[dict[str, Any]]:
         for a in ids:
             row = container.repo.latest_margin(a)
             if row is not None:
-                rows.append(views.normalize_row(row, _label(container)))
+                rows.append(row)
         if len(ids) < 1000 or len(rows) >= 100_000:
             return rows
         after = ids[-1]
@@ -185,9 +186,10 @@ def overview(principal: PrincipalDep, container: ContainerDep, request: Request,
         acc = principal.account_id
         assert acc is not None
         latest = container.repo.latest_margin(acc)
-        rows = [views.normalize_row(latest, _label(container))] if latest else []
+        rows = [latest] if latest else []
         events = container.repo.account_events(acc, 20)
     out = views.rank_accounts(rows, lim)
+    out["accounts"] = [views.normalize_row(r, _label(container)) for r in out["accounts"]]
     snap = container.market()
     out.update(alerts=_alerts(container), events=events,
                market_timestamp=None if snap is None else snap.timestamp.isoformat(),

@@ -2,7 +2,8 @@
 
 * :func:`utilisation` and :func:`rank_accounts`: the dashboard ranking (IM / equity, highest
   first; an account with a requirement and no positive equity ranks first);
-* :func:`engine_rows`: every account of one engine partition, read from its arrays;
+* :func:`engine_snapshot` and :func:`snapshot_rows`: every account of one engine partition,
+  copied from its arrays under the engine lock, turned into rows outside it;
 * :func:`greeks_by_expiry`: position greeks summed per (underlying, expiry date);
 * :func:`heatmaps`: risk matrices of a margin result in the ``details["risk_matrix"]`` layout
   (``{"title", "row_label", "rows", "columns", "values"}``), one per margin group;
@@ -72,36 +73,43 @@ def rank_accounts(rows: Iterable[Mapping[str, Any]], limit: int) -> dict[str, An
     return {"n_accounts": len(keyed), "counts": counts, "accounts": out}
 
 
-def engine_rows(engine: Any) -> list[dict[str, Any]]:
-    """Current margin of every computed account of one :class:`MarginEngine` (call under its
-    lock). Same fields as a stored margin row, plus the binding scenario's label."""
+def engine_snapshot(engine: Any) -> dict[str, Any]:
+    """Copies of one :class:`MarginEngine`'s per-account arrays (take it under the engine's
+    lock: a few array copies, so the engine waits microseconds, not a Python loop)."""
     n = len(engine.acc_ids)
-    if n == 0:
-        return []
     nu = len(engine.und_names)
-    computed = np.asarray(engine.computed[:n], bool)
-    im = np.asarray(engine.im[:n], float)
-    mm = np.asarray(engine.mm[:n], float)
-    eq = np.asarray(engine.equity[:n], float)
+    return {
+        "ids": list(engine.acc_ids), "unds": list(engine.und_names),
+        "computed": np.array(engine.computed[:n], bool), "im": np.array(engine.im[:n], float),
+        "mm": np.array(engine.mm[:n], float), "equity": np.array(engine.equity[:n], float),
+        "held": np.array(engine.held[:n], bool), "seq": np.array(engine.updated_seq[:n]),
+        "market_ts": np.array(engine.market_ts[:n]), "req": np.array(engine.req[:n, :nu], float),
+        "bind_j": np.array(engine.bind_j[:n, :nu]), "model": engine.model.name,
+        "params_hash": engine.model.params_hash,
+    }
+
+
+def snapshot_rows(snap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Margin rows of an :func:`engine_snapshot` (status and binding as
+    ``MarginEngine.account_margin`` derives them; labels are left to :func:`normalize_row`)."""
+    im, mm, eq = snap["im"], snap["mm"], snap["equity"]
     status = np.where(eq < mm, 2, np.where(eq < im, 1, 0))
+    req = snap["req"]
+    has_und = req.shape[1] > 0
+    k = np.argmax(req, axis=1) if has_und else np.zeros(len(im), np.int64)
     rows = []
-    for i in np.flatnonzero(computed).tolist():
+    for i in np.flatnonzero(snap["computed"]).tolist():
         und: str | None = None
         j: int | None = None
-        label = None
-        if nu:
-            req = engine.req[i, :nu]
-            k = int(np.argmax(req))
-            if req[k] > 0.0:
-                und, j = engine.und_names[k], int(engine.bind_j[i, k])
-                label = engine.scenario_label(und, j)
+        if has_und and req[i, k[i]] > 0.0:
+            und, j = snap["unds"][int(k[i])], int(snap["bind_j"][i, k[i]])
         rows.append({
-            "account_id": engine.acc_ids[i], "seq": int(engine.updated_seq[i]),
-            "market_ts_ms": int(engine.market_ts[i]), "model": engine.model.name,
-            "params_hash": engine.model.params_hash, "initial_margin": float(im[i]),
+            "account_id": snap["ids"][i], "seq": int(snap["seq"][i]),
+            "market_ts_ms": int(snap["market_ts"][i]), "model": snap["model"],
+            "params_hash": snap["params_hash"], "initial_margin": float(im[i]),
             "maintenance_margin": float(mm[i]), "equity": float(eq[i]),
-            "status": STATUS_NAMES[int(status[i])], "held": bool(engine.held[i]),
-            "binding_underlying": und, "binding_scenario": j, "binding_label": label,
+            "status": STATUS_NAMES[int(status[i])], "held": bool(snap["held"][i]),
+            "binding_underlying": und, "binding_scenario": j,
         })
     return rows
 
@@ -110,13 +118,14 @@ def normalize_row(row: Mapping[str, Any], label: Any) -> dict[str, Any]:
     """A margin row (stored, batch or engine) with ``binding_*`` as None when there is no
     binding scenario and ``binding_label`` from ``label(underlying, j)``."""
     out = dict(row)
+    if "binding_label" in out and out["binding_label"] is not None:
+        return out
     und = out.get("binding_underlying") or None
     j = out.get("binding_scenario")
     if und is None or j is None or int(j) < 0:
         und, j = None, None
     out["binding_underlying"], out["binding_scenario"] = und, j
-    if out.get("binding_label") is None:
-        out["binding_label"] = None if und is None else str(label(und, int(j)))  # type: ignore[arg-type]
+    out["binding_label"] = None if und is None else str(label(und, int(j)))  # type: ignore[arg-type]
     return out
 
 

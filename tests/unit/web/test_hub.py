@@ -7,10 +7,13 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from marginproof.bus.base import Message
+from marginproof.demo import demo_market
+from marginproof.engine.core import MarginEngine
+from marginproof.engine.entries import EntryKind, LogEntry
 from marginproof.engine.events import MarginBatch
+from marginproof.formats import market_to_dict
+from marginproof.models.grid import GridModel
 from marginproof.service.auth import Principal
 from marginproof.web.hub import ConsoleHub
 
@@ -19,11 +22,29 @@ ALICE = Principal("k1", "account", "alice", "alice")
 BOB = Principal("k2", "account", "bob", "bob")
 
 
-def _batch(seq: int, ids: tuple[str, ...], im: float) -> MarginBatch:
-    n = len(ids)
-    return MarginBatch(seq, 0, 1000, "grid", "h", "tick", ids, np.full(n, im), np.full(n, im * 0.8),
-                       np.full(n, 100.0), np.zeros(n, np.int8), np.zeros(n, bool),
-                       tuple("BTC" for _ in ids), np.zeros(n, np.int32))
+class _Engine:
+    """A real engine over the demo market, so batches are built as the service builds them."""
+
+    def __init__(self) -> None:
+        self.eng = MarginEngine(GridModel())
+        self.seq = 0
+        self.market = market_to_dict(demo_market())
+        self._apply(EntryKind.MARKET, self.market)
+
+    def _apply(self, kind: EntryKind, body: dict[str, Any]) -> MarginBatch | None:
+        self.seq += 1
+        return self.eng.apply(LogEntry(self.seq, kind, self.seq, "t", body)).batch
+
+    def account(self, acc: str, qty: float) -> MarginBatch:
+        b = self._apply(EntryKind.ACCOUNT, {"account_id": acc, "collateral": {"USDC": 1e4},
+                                            "positions": {"BTC-PERPETUAL": qty}})
+        assert b is not None
+        return b
+
+    def everyone(self) -> MarginBatch:
+        b = self._apply(EntryKind.MARKET, self.market)  # re-margins every account
+        assert b is not None
+        return b
 
 
 def _msg(subject: str, obj: Any = None, data: dict[str, Any] | None = None) -> Message:
@@ -40,17 +61,23 @@ def _hub(latest: dict[str, Any] | None = None) -> ConsoleHub:
 def test_account_tabs_get_only_their_rows_operators_get_all_coalesced() -> None:
     hub = _hub()
     op, alice, bob = hub.attach(OP), hub.attach(ALICE), hub.attach(BOB)
+    eng = _Engine()
+    first, carol = eng.account("alice", 1000.0), eng.account("carol", -500.0)
+    second = eng.account("alice", 3000.0)
 
     async def go() -> None:
-        await hub.on_message(_msg("mp.events.0.margin_batch", _batch(5, ("alice", "carol"), 10)))
-        await hub.on_message(_msg("mp.events.0.margin_batch", _batch(6, ("alice",), 20)))
+        for b in (first, carol, second):
+            await hub.on_message(_msg("mp.events.0.margin_batch", b))
 
     asyncio.run(go())
     m_op, m_alice = op.take(), alice.take()
     assert m_op is not None and m_alice is not None
-    assert {r["account_id"]: r["seq"] for r in m_op["margins"]} == {"alice": 6, "carol": 5}
-    assert [(r["account_id"], r["seq"], r["initial_margin"]) for r in m_alice["margins"]] == [
-        ("alice", 6, 20.0)]
+    assert {r["account_id"]: r["seq"] for r in m_op["margins"]} == {"alice": second.seq,
+                                                                     "carol": carol.seq}
+    (row,) = m_alice["margins"]
+    assert (row["account_id"], row["seq"]) == ("alice", second.seq)
+    assert row["initial_margin"] == float(second.initial_margin[0]) > float(
+        first.initial_margin[0])
     assert bob.take() is None
     assert op.take() is None  # taken once
 
@@ -77,9 +104,12 @@ def test_account_events_reach_only_their_owner_broadcasts_reach_everyone() -> No
 def test_large_batches_ask_operators_to_refresh_instead_of_streaming_rows() -> None:
     hub = _hub()
     op, alice = hub.attach(OP), hub.attach(ALICE)
-    ids = ("alice", "b", "c", "d", "e")
-
-    asyncio.run(hub.on_message(_msg("mp.events.0.margin_batch", _batch(7, ids, 1))))
+    eng = _Engine()
+    for i, acc in enumerate(("alice", "b", "c", "d", "e")):
+        eng.account(acc, 100.0 * (i + 1))
+    batch = eng.everyone()
+    assert len(batch) == 5 > hub.max_rows
+    asyncio.run(hub.on_message(_msg("mp.events.0.margin_batch", batch)))
     m = op.take()
     assert m is not None and m["refresh"] is True and m["margins"] == []
     m = alice.take()

@@ -114,7 +114,7 @@ def test_explain_components_add_up_to_the_grid_requirement(book) -> None:
     assert ex["binding"]["loss"] == pytest.approx(max(w.loss for w in res.worst_scenarios))
 
 
-def test_engine_rows_equal_the_engine_account_margins() -> None:
+def test_engine_snapshot_rows_equal_the_engine_account_margins() -> None:
     acct, _ = demo_account()
     market = demo_market()
     eng = MarginEngine(GridModel())
@@ -126,13 +126,15 @@ def test_engine_rows_equal_the_engine_account_margins() -> None:
         entries.append(LogEntry(i + 2, EntryKind.ACCOUNT, 2, "t", body))
     for e in entries:
         eng.apply(e)
-    rows = views.engine_rows(eng)
+    rows = [views.normalize_row(r, eng.scenario_label)
+            for r in views.snapshot_rows(views.engine_snapshot(eng))]
     assert [r["account_id"] for r in rows] == ["a0", "a1", "a2"]
     for r in rows:
         m = eng.account_margin(r["account_id"])
         assert m is not None
-        assert (r["initial_margin"], r["maintenance_margin"], r["equity"], r["status"]) == (
-            m.initial_margin, m.maintenance_margin, m.equity, m.status)
+        assert (r["initial_margin"], r["maintenance_margin"], r["equity"], r["status"],
+                r["seq"], r["held"]) == (m.initial_margin, m.maintenance_margin, m.equity,
+                                         m.status, m.seq, m.held)
         assert r["binding_label"] == (m.binding.scenario_label if m.binding else None)
 
 
