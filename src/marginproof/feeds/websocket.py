@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ class FeedStats:
     last_rejection: str = ""
 
 
-class VenueClient:
+class VenueClient(ABC):
     """Base client: connect, subscribe, parse, append; subclasses say how."""
 
     venue = "venue"
@@ -72,11 +73,13 @@ class VenueClient:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     def subscribe_message(self) -> str:
-        raise NotImplementedError  # pragma: no cover - abstract by convention
+        """The venue's subscription request for ``channels``."""
 
+    @abstractmethod
     def parse(self, frame: str | bytes) -> ParseResult:
-        raise NotImplementedError  # pragma: no cover
+        """Parse one frame."""
 
     async def on_depth(self, res: ParseResult) -> list[Tick]:
         return []
