@@ -48,7 +48,7 @@ export function greeksPanel(ex, idPrefix) {
       { key: "underlying", label: "Underlying" }, { key: "expiry", label: "Expiry" },
       { key: "delta_coin", label: "Delta (coin)", num: true, render: (r) => fmtNum(r.delta_coin) },
       { key: "delta_usd", label: "Delta (USD)", num: true, render: (r) => fmtUsd(r.delta_usd) },
-      { key: "gamma_coin_per_usd", label: "Gamma (coin/USD)", num: true, render: (r) => r.gamma_coin_per_usd.toExponential(2) },
+      { key: "gamma_coin_per_usd", label: "Gamma (coin/USD)", num: true, render: (r) => (r.gamma_coin_per_usd === 0 ? "0" : r.gamma_coin_per_usd.toExponential(2)) },
       { key: "vega_usd_per_vol_point", label: "Vega (USD/vol pt)", num: true, render: (r) => fmtNum(r.vega_usd_per_vol_point) },
       { key: "theta_usd_per_day", label: "Theta (USD/day)", num: true, render: (r) => fmtNum(r.theta_usd_per_day) },
     ], rows, { rowHeader: true })) : h("p", {}, "No positions."));

@@ -61,7 +61,7 @@ export function renderMarkdown(src, base) {
       i += 2;
       const rows = [];
       while (i < lines.length && /^\s*\|/.test(lines[i])) rows.push(cells(lines[i++]));
-      root.append(h("table", { class: "data" },
+      root.append(h("table", { class: "data" }, h("caption", { class: "visually-hidden" }, "Report table"),
         h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, inline(c, base))))),
         h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", { class: /^-?[\d,.]+%?$/.test(c) ? "num" : null }, inline(c, base))))))));
       continue;
