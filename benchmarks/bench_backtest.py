@@ -91,7 +91,8 @@ def main() -> dict[str, float]:
     provider = HistoryBatchProvider(model)
     cfg = BacktestConfig()
     t0 = time.perf_counter()
-    bt = walk_forward(path, templates, provider, cfg, start, end, keep_records=False)
+    bt = walk_forward(path, templates, provider, cfg, start, end, keep_records=False,
+                      clock=time.perf_counter)
     total_s = time.perf_counter() - t0
     n_days = bt.next_row - max(cfg.min_history_days, path.index_of(start) if start else 0)
     s = bt.summary()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -225,8 +225,7 @@ def perp_instrument(underlying: str) -> Instrument:
 
 
 KIND_CODE = {"perp": 0, "call": 1, "put": 2, "hedge": 3}
-# Pure memo of instrument names (a name is a function of its key only).
-_NAME_CACHE: dict[tuple[str, bool, int, float, bool], str] = {}
+NameKey = tuple[str, bool, int, float, bool]
 
 
 @dataclass(frozen=True)
@@ -244,6 +243,8 @@ class TemplateTable:
     moneyness: FloatArray
     tenor_days: NDArray[np.int64]
     known: NDArray[np.bool_]
+    #: memo of instrument names shared by the days of one run (a name is a function of its key)
+    name_cache: dict[NameKey, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, templates: Sequence[BookTemplate], underlyings: Sequence[str]
@@ -309,6 +310,7 @@ class DayBooks:
     expiry: NDArray[np.datetime64]
     coins: FloatArray
     gross_notional_usd: FloatArray
+    name_cache: dict[NameKey, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_portfolios(self) -> int:
@@ -331,12 +333,13 @@ class DayBooks:
         key = (int(self.und_col[j]), bool(self.is_option[j]), int(self.expiry[j].astype(
             np.int64)) if self.is_option[j] else 0, float(self.strike[j]) if self.is_option[j]
             else 0.0, bool(self.is_call[j]))
-        nm = _NAME_CACHE.get((self.underlyings[key[0]], *key[1:]))
+        full: NameKey = (self.underlyings[key[0]], *key[1:])
+        nm = self.name_cache.get(full)
         if nm is None:
             nm = self.instrument(j).name
-            if len(_NAME_CACHE) > 200_000:
-                _NAME_CACHE.clear()
-            _NAME_CACHE[(self.underlyings[key[0]], *key[1:])] = nm
+            if len(self.name_cache) > 200_000:
+                self.name_cache.clear()
+            self.name_cache[full] = nm
         return nm
 
     def portfolio(self, k: int) -> Portfolio:
@@ -439,4 +442,5 @@ def instantiate(table: TemplateTable, path: MarketPath, row: int) -> DayBooks:
         row=int(row), templates=table.templates, underlyings=path.underlyings, active=active,
         portfolio_idx=table.portfolio_idx, und_col=table.und_col, is_option=is_opt,
         is_call=is_call, strike=strike, expiry=expiry, coins=coins, gross_notional_usd=gross,
+        name_cache=table.name_cache,
     )

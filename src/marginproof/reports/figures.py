@@ -134,24 +134,36 @@ def margin_to_notional(records: pd.DataFrame, out: Path) -> Path:
 
 def compare_models(table: pd.DataFrame, out: Path) -> Path:
     """Exception rate against average margin per model and category (the cost/coverage map)."""
-    fig, ax = plt.subplots(figsize=(9, 5))
-    markers = dict(zip(sorted(table["category"].unique()), "osD^v<>", strict=False))
-    colours = plt.get_cmap("tab10")
-    for i, (m, g) in enumerate(table.groupby("model")):
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    cats = sorted(table["category"].unique())
+    markers = dict(zip(cats, "osD^v<>", strict=False))
+    colours = plt.get_cmap("tab20")
+    models = list(dict.fromkeys(table["model"]))
+    for i, m in enumerate(models):
+        g = table[table["model"] == m]
         for _, row in g.iterrows():
             ax.scatter(100 * row["avg_margin_to_notional"], 100 * row["exception_rate"],
-                       color=colours(i % 10), marker=markers.get(row["category"], "o"), s=60,
-                       label=f"{m}" if row["category"] == g["category"].iloc[0] else None)
+                       color=colours(i % 20), marker=markers.get(row["category"], "o"), s=60,
+                       edgecolor="black", linewidth=0.4)
+    handles = [Rectangle((0, 0), 1, 1, color=colours(i % 20)) for i in range(len(models))]
+    labels = list(models)
     for c, mk in markers.items():
-        ax.scatter([], [], color="grey", marker=mk, label=c)
-    ax.axhline(1.0, color="#c8322d", lw=0.8, ls="--", label="nominal 1 % (99 % margin)")
-    ax.set_xlabel("average margin / gross notional (%)  (capital cost)")
+        handles.append(plt.Line2D([], [], color="grey", marker=mk, ls="", markersize=7))
+        labels.append(f"category: {c}")
+    handles.append(plt.Line2D([], [], color="#c8322d", ls="--"))
+    labels.append("nominal 1 % (99 % margin)")
+    ax.axhline(1.0, color="#c8322d", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+    ax.set_xlabel("average margin / gross notional (%, log scale)  (capital cost)")
     ax.set_ylabel("exception rate (%)  (coverage failure)")
     ax.set_yscale("symlog", linthresh=1.0)
-    _symlog_ticks(ax, 0.0, float(100 * table["exception_rate"].max()))
+    top = float(100 * table["exception_rate"].max())
+    _symlog_ticks(ax, 0.0, top)
+    ax.set_ylim(-0.05, max(2.0, top * 1.5))
     ax.set_title("Models side by side: cost vs coverage per portfolio category")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper right", framealpha=0.9)
     return _save(fig, out)
 
 

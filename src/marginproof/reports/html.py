@@ -22,6 +22,7 @@ th{background:#eef3f9}
 td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
 .meta{color:#666;font-size:.85em}
+.tw{overflow-x:auto;max-width:100%}
 .note{background:#f7f7f2;border-left:4px solid #e0b000;padding:.5em 1em;font-size:.9em}
 .green{background:#d8f0dd}.yellow{background:#fff2c2}.red{background:#f6d2d0}
 """
@@ -57,7 +58,7 @@ class Report:
                            float_format=lambda x: float_format.format(x))
         for z in ("green", "yellow", "red"):
             styled = styled.replace(f"<td>{z}</td>", f'<td class="{z}">{z}</td>')
-        self.parts.append(styled)
+        self.parts.append(f'<div class="tw">{styled}</div>')
         if len(df) > max_rows:
             self.text(f"({len(df) - max_rows} more rows in the data files)", "meta")
 

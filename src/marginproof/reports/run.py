@@ -170,7 +170,8 @@ def run_backtest(model: str, out: Path, start: str | None = None, end: str | Non
     provider, info = make_provider(model)
     cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
     t0 = time.perf_counter()
-    bt = walk_forward(path, templates, provider, cfg, start, end, True, progress)
+    bt = walk_forward(path, templates, provider, cfg, start, end, True, progress,
+                      time.perf_counter)
     elapsed = time.perf_counter() - t0
     rec, summ = bt.records(), bt.summary()
     if rec.empty:
