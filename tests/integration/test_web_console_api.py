@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,33 @@ def test_the_stream_authenticates_like_the_service_and_filters_by_account(svc: S
         assert ws.receive_json()["scope"] == "operator"
 
 
+
+
+def test_stale_feeds_and_scheduled_parameters_reach_every_console(tmp_path: Path) -> None:
+    from marginproof.engine.entries import EntryKind
+    from marginproof.storage.base import NewEntry
+
+    with running_service(tmp_path, params_min_notice_s=60.0) as s:
+        pos, coll = demo_positions()
+        s.client.post("/accounts", json={"account_id": "alice", "positions": pos,
+                                         "collateral": coll}, headers=s.op())
+        s.wait_margin("alice")
+        alice = s.account_key("alice")
+        with s.client.websocket_connect("/console/api/stream",
+                                        subprotocols=["mp.v1", f"mp.key.{alice}"]) as ws:
+            assert ws.receive_json()["type"] == "hello"
+            s.container.gateway.append([NewEntry(EntryKind.FEED_STATUS, {
+                "stream": "deribit:ticker.BTC", "underlying": "BTC", "status": "stale",
+                "reason": "no message for 30 s"}, "watchdog")])
+            params = dict(s.container.engine_model().params)
+            r = s.client.put("/parameters/grid", headers=s.op(), json={
+                "params": params, "effective_at": "2099-01-01T00:00:00Z"})
+            assert r.status_code == 202
+            types: set[str] = set()
+            while not {"feed_alert", "params_scheduled"} <= types:
+                msg = ws.receive_json()
+                types |= {e["type"] for e in msg["events"]}
+        ov = s.client.get("/console/api/overview", headers={"X-API-Key": alice}).json()
+        assert ov["alerts"]["degraded_underlyings"] == ["BTC"]
+        (sched,) = ov["alerts"]["scheduled"]
+        assert sched["model"] == "grid" and sched["effective_at_ms"] == 4070908800000
