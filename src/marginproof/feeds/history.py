@@ -136,3 +136,25 @@ def market_on(history: MarketHistory, day: str | np.datetime64,
     idx = {u: history.close_series(u).value_on(d) for u in unds}
     ts = (d + np.timedelta64(1, "D")).astype("datetime64[s]").astype(object).replace(tzinfo=UTC)
     return MarketSnapshot(timestamp=ts, index_prices=idx)
+
+
+def ten_year_floor_asof(date: str, price: float | None = None, conf: float = 0.99,
+                        n_days: int = 3652) -> tuple[float, float]:
+    """``(sigma_10y, floor VaR of one BTC long)`` as of ``date`` from the Bitstamp/Coinbase file.
+
+    ``sigma_10y`` = sample std (ddof 1) of the last ``n_days`` daily log returns up to and
+    including ``date``; the floor is ``P (1 - exp(-z_conf sigma_10y))`` with ``P`` = ``price``
+    or, by default, that file's close on ``date`` (spec section 5 (c)).
+    """
+    from marginproof.apc.tools import floor_var_long, sigma_10y
+
+    long = datasets.load_btc_long_daily()
+    day = to_day(date)
+    d = pd.DatetimeIndex(long["date"]).tz_localize(None).to_numpy().astype("datetime64[D]")
+    n = int(np.searchsorted(d, day, side="right"))
+    if n == 0 or d[n - 1] != day:
+        raise InputError("date", f"no Bitstamp/Coinbase close on {date}")
+    c = long["close"].to_numpy(dtype=np.float64)[:n]
+    s = sigma_10y(np.log(c[1:] / c[:-1]), n_days)
+    p = float(c[-1]) if price is None else float(price)
+    return s, floor_var_long(p, s, conf)

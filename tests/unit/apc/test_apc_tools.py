@@ -94,3 +94,17 @@ def test_report_includes_cost_and_rejects_gappy_dates() -> None:
     d = np.arange(np.datetime64("2022-01-01"), np.datetime64("2022-01-11"))
     with pytest.raises(InputError):
         procyclicality_metrics(np.ones(10), dates=d[::-1])
+
+
+def test_ten_year_floor_asof_uses_the_bitstamp_coinbase_file() -> None:
+    from marginproof import datasets
+    from marginproof.feeds.history import ten_year_floor_asof
+
+    s, floor = ten_year_floor_asof("2022-06-13")
+    long = datasets.load_btc_long_daily()
+    c = long[long["date"] <= "2022-06-13"]["close"].to_numpy()
+    r = np.log(c[1:] / c[:-1])
+    assert s == np.std(r[-3652:], ddof=1)
+    assert floor == pytest.approx(floor_var_long(c[-1], s))
+    with pytest.raises(InputError):
+        ten_year_floor_asof("2013-01-01")  # fewer than 3652 returns before it
