@@ -119,6 +119,9 @@ class HistoryModel(BaseMarginModel):
         _num(params, "risk", "scaling", 0.1, 10.0, 1.0)
         _num(params, "maintenance", "mm_fraction", 1e-6, 1.0)
         _num(params, "iv", "proxy_scale", 0.0, 10.0, DEFAULT_PROXY_SCALE)
+        lag = r.get("max_history_lag_days")
+        if lag is not None and (not isinstance(lag, int) or isinstance(lag, bool) or lag < 0):
+            raise InputError("params.risk.max_history_lag_days", "must be an integer >= 0")
 
     @property
     def risk_params(self) -> Mapping[str, Any]:
@@ -248,7 +251,27 @@ class ScenarioRiskMixin(HistoryModel):
                                self.scaling).measure
         return float(sum(out.values())), out
 
+    def history_lag_days(self, underlyings: tuple[str, ...], asof: np.datetime64) -> int:
+        """Days between the as-of day and the last close of the stalest underlying.
+
+        With ``[risk] max_history_lag_days`` set, a larger lag raises ``InputError``: the
+        history feed is stale and the margin would silently use old volatility.
+        """
+        lag = 0
+        for u in underlyings:
+            s = self.history.close_series(u).upto(asof)
+            if len(s) == 0:
+                raise InputError("market.timestamp", f"no {u} history on or before {asof}")
+            lag = max(lag, int((asof - s.dates[-1]).astype(int)))
+        limit = self.risk_params.get("max_history_lag_days")
+        if limit is not None and lag > int(limit):
+            raise InputError("market.timestamp",
+                             f"history is stale: last close {lag} days before the as-of day "
+                             f"{asof} (max_history_lag_days = {limit})")
+        return lag
+
     def core_risk(self, book: ResolvedBook, asof: np.datetime64) -> CoreRisk:
+        self.history_lag_days(book.underlyings, asof)
         sset = self.core_set(book.underlyings, asof)
         pnl = self.revalue(book, sset)
         cv, ce, ms, sc = self.conf_var, self.conf_es, self.measure_name, self.scaling

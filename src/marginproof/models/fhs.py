@@ -89,6 +89,8 @@ def build_scenario_result(model: ScenarioRiskMixin, book: Any, market: MarketSna
         "scenario_set": info,
         "n_scenarios": len(core.sset),
         "mpor_days": model.mpor_days,
+        "history_lag_days": model.history_lag_days(book.underlyings,
+                                                   asof_date(market.timestamp)),
         "horizon_scaling": "overlapping" if core.sset.horizon_applied else "sqrt(h)",
         "measure": model.measure_name,
         "scaling": model.scaling,

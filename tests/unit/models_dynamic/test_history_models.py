@@ -140,6 +140,22 @@ def test_bad_parameters_name_the_field(section: str, key: str, value: object) ->
     assert section in exc.value.field
 
 
+def test_stale_history_is_reported_and_can_be_refused() -> None:
+    from datetime import UTC, datetime
+
+    from marginproof.market.snapshot import MarketSnapshot
+
+    mkt = MarketSnapshot(datetime(2026, 11, 25, tzinfo=UTC), {"BTC": 90_000.0})
+    pf = Portfolio.of({"BTC_USDT": 1.0})
+    r = FHSModel(history=shipped_history()).margin(pf, mkt)
+    assert r.details["history_lag_days"] == 192  # data end 2026-05-16, as-of 2026-11-24
+    p = load_toml(config_dir() / "models" / "fhs.toml")
+    p["risk"]["max_history_lag_days"] = 3
+    with pytest.raises(InputError) as exc:
+        FHSModel(p, history=shipped_history()).margin(pf, mkt)
+    assert exc.value.field == "market.timestamp" and "stale" in exc.value.message
+
+
 def test_empty_portfolio_has_zero_margin(fhs_model: FHSModel, demo: Any) -> None:
     _, mkt = demo
     r = fhs_model.margin(Portfolio(()), mkt)
