@@ -97,6 +97,17 @@ class DynamicModel(ScenarioRiskMixin):
         _num(params, "apc", "release_buffer", 0.0, 1.0, 0.25)
         _num(params, "apc", "rebuild_speed", 0.0, 10.0, 0.0)
         _num(params, "stress", "floor_fraction", 0.0, 1.0, 0.0)
+        addons = params.get("addons", {})
+        if not isinstance(addons, Mapping):
+            raise InputError("params.addons", "must be a table")
+        for sec, key, lo, hi, default in (
+                ("liquidity", "y", 0.0, 100.0, 1.0), ("liquidity", "adv_days", 1, 3650, 30),
+                ("liquidity", "option_half_spread_vol_points", 0.0, 100.0, 0.0),
+                ("concentration", "threshold", 0.0, 10.0, 0.01),
+                ("concentration", "slope", 0.0, 100.0, 1.0),
+                ("funding", "conf", 0.5, 0.9999, 0.99), ("funding", "lookback", 1, 100_000, 1095),
+                ("funding", "n_expected", 1, 100_000, 90)):
+            _num({f"addons.{sec}": addons.get(sec, {})}, f"addons.{sec}", key, lo, hi, default)
 
     # -- delegation to the core model ----------------------------------------------------------
     def scenario_set(self, underlyings: tuple[str, ...], asof: np.datetime64) -> ScenarioSet:

@@ -131,6 +131,7 @@ def test_unknown_underlying_is_an_input_error(fhs_model: FHSModel, demo: Any) ->
 @pytest.mark.parametrize(("section", "key", "value"), [
     ("fhs", "lambda", 1.5), ("fhs", "window", 10), ("risk", "conf_es", 97.5),
     ("risk", "measure", "cvar"), ("apc", "stressed_weight", 0.1), ("core", "method", "hs"),
+    ("addons", "liquidity", {"y": -1.0}), ("addons", "funding", {"conf": 99.0}),
 ])
 def test_bad_parameters_name_the_field(section: str, key: str, value: object) -> None:
     p = load_toml(config_dir() / "models" / "dynamic.toml")
