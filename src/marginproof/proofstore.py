@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import platform
 import secrets
@@ -432,11 +433,16 @@ def proof_for_account(epoch_dir: str | Path, account_id: str) -> InclusionProof:
     record = parse_record(parse_canonical(read_bytes(d / "record.json"), "record.json"))
     priv = None
     if record.privacy is not None:
-        hdr, depth, base, leaves = parse_bundle(read_bytes(d / "privacy.bundle"))
-        levels = commitment_levels(hdr, leaves)
-        ptree = PrivacyTree(hdr, depth, base, tuple(leaves), levels, (0, 0))
-        priv = private_section(ptree, ep_secret, index)
+        priv = private_section(_privacy_tree(d.resolve()), ep_secret, index)
     return proof_from_tree(tree, record.epoch, index, account_id, nonce, priv)
+
+
+@functools.lru_cache(maxsize=4)
+def _privacy_tree(epoch_dir: Path) -> PrivacyTree:
+    """Commitment tree of an epoch, rebuilt from its bundle once and kept (a serving process
+    answers many users from the same epoch)."""
+    hdr, depth, base, leaves = parse_bundle(read_bytes(epoch_dir / "privacy.bundle"))
+    return PrivacyTree(hdr, depth, base, tuple(leaves), commitment_levels(hdr, leaves), (0, 0))
 
 
 def published_keys(path: Path, trust: str | None = None) -> dict[str, bytes]:

@@ -189,3 +189,13 @@ def test_malformed_but_signed_evidence_is_a_verdict_not_a_crash(built: Path,
     kp = d / "public" / "keys.jsonl"
     kp.write_bytes(kp.read_bytes().replace(b'"role":"source"', b'"role":"operator"'))
     _expect_reject(_run("verify-log", "--dir", str(d)), "keys[0]")
+
+
+def test_the_service_function_serves_exactly_the_published_proof(built: Path) -> None:
+    from marginproof.proofstore import proof_for_account
+
+    p = proof_for_account(built / "epochs" / "000001", "acct-00003")
+    assert p.to_json() + b"\n" == _proof(built).read_bytes()
+    assert p.public().to_binary() == _proof(built, ext="bin").read_bytes()
+    r = _run("proof", "--epoch", "1", "--dir", str(built), "--account", "nobody")
+    assert r.exit_code == 2
