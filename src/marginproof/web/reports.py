@@ -3,9 +3,11 @@
 A report is either one file (``.html``, ``.md``, ``.json``, ``.csv``, ``.txt``, ``.svg``,
 ``.png``) or a folder whose main file is ``index.html``, ``report.html``, ``report.md`` or
 ``README.md`` (its other files, e.g. charts, are served next to it). The kind is ``backtest`` or
-``stress`` from the first folder name (``reports/backtest/...``) or the file name, else
-``other``. Files are served read-only, only from inside the directory (symbolic links that leave
-it, hidden files and other extensions are refused).
+``stress`` from the first folder name (``reports/backtest/...``), the path or the title (the
+reports of ``marginproof backtest|stress --out DIR`` are folders with a ``report.html`` titled
+"Backtest of ..." / "Stress replay of ..."), else ``other``. Files are served read-only, only
+from inside the directory (symbolic links that leave it, hidden files and other extensions are
+refused).
 """
 
 from __future__ import annotations
@@ -48,14 +50,15 @@ class Report:
         return dict(self.__dict__)
 
 
-def _kind(rel: Path) -> str:
+def _kind(rel: Path, title: str) -> str:
+    """``backtest``/``stress`` from the first folder, else the path, else the title."""
     parts = [p.lower() for p in rel.parts]
     if parts and parts[0] in KINDS:
         return parts[0]
-    name = rel.as_posix().lower()
-    for k in KINDS:
-        if k in name:
-            return k
+    for text in (rel.as_posix().lower(), title.lower()):
+        for k in KINDS:
+            if k in text:
+                return k
     return "other"
 
 
@@ -95,7 +98,8 @@ class ReportLibrary:
         ext = main.suffix.lower().lstrip(".")
         fmt = "html" if ext == "htm" else ext
         st = main.stat()
-        return Report(rel.as_posix(), _title(main, fmt), _kind(rel), fmt, st.st_size,
+        title = _title(main, fmt)
+        return Report(rel.as_posix(), title, _kind(rel, title), fmt, st.st_size,
                       int(st.st_mtime * 1000))
 
     def reports(self) -> list[Report]:

@@ -20,6 +20,10 @@ def lib(tmp_path: Path) -> ReportLibrary:
     (root / "stress").mkdir()
     (root / "stress" / "ftx.html").write_text("<html><head><title>FTX &amp; co</title></head>")
     (root / "eth_stress_2021.json").write_text('{"title": "ETH stress 2021", "rows": []}')
+    (root / "out-1" / "figures").mkdir(parents=True)  # as `marginproof backtest --out` writes
+    (root / "out-1" / "report.html").write_text("<title>Backtest of dynamic</title>")
+    (root / "out-1" / "summary.json").write_text("{}")
+    (root / "out-1" / "figures" / "f.png").write_bytes(b"png")
     (root / "notes.exe").write_text("no")
     (root / ".hidden.md").write_text("# hidden")
     (tmp_path / "secret.md").write_text("# secret")
@@ -35,6 +39,8 @@ def test_reports_are_listed_with_kind_title_and_format(lib: ReportLibrary) -> No
     assert by_path["stress/ftx.html"].format == "html"
     assert by_path["eth_stress_2021.json"].kind == "stress"
     assert by_path["eth_stress_2021.json"].title == "ETH stress 2021"
+    assert by_path["out-1/report.html"].kind == "backtest"  # from its title
+    assert not any(p.startswith("out-1/") and p != "out-1/report.html" for p in by_path)
     # a report folder is one entry (its chart is an asset); no hidden or unknown files
     assert "backtest/btc/chart.png" not in by_path
     assert not any(p.endswith((".exe", ".hidden.md")) for p in by_path)
