@@ -148,7 +148,11 @@ def _method_notes(cfg: BacktestConfig) -> list[str]:
         "Christoffersen independence and conditional coverage (chi-squared p-values), Basel "
         "traffic light (binomial zones; the last-250-day zone per book is the headline).",
         f"ES tests at {cfg.es_alpha:g} where the model reports VaR and ES: Acerbi-Szekely Z1/Z2 "
-        "(Z2 < -0.70 yellow, < -1.8 red), Du-Escanciano unconditional/conditional.",
+        "(Z2 < -0.70 yellow, < -1.8 red), Du-Escanciano unconditional/conditional. They test "
+        "the model's own loss distribution (for dynamic: the core FHS/MC VaR and ES, before "
+        "APC, stress floor and add-ons), not the posted margin.",
+        "Kupiec rejects in both directions: with very few exceptions a small p-value means the "
+        "margin is significantly more conservative than a 99 % VaR (costly), not unsafe.",
         "Option books: linear (USDC) Deribit-style options priced with Black-76 on a flat ATM "
         f"vol: BTC DVOL where it exists, else EWMA(0.94) vol x {IV_RATIO} (the median "
         "DVOL/EWMA ratio of BTC). Perps are valued at the index; funding is not in the P&L.",

@@ -191,3 +191,19 @@ def test_small_black76_twin_equals_the_kernel() -> None:
     p, d = b76_price_delta(f, k, t, v, c)
     assert np.allclose(p, black76_price(f, k, t, v, c), rtol=1e-10, atol=1e-10)
     assert np.allclose(d, black76_greeks(f, k, t, v, c).delta, rtol=1e-10, atol=1e-12)
+
+
+def test_hourly_walk_forward_runs_with_bars_as_horizon() -> None:
+    from tests.unit.backtest._paths import synthetic_path
+
+    d = synthetic_path(300, seed=4, vol_daily=0.03 / np.sqrt(24))
+    times = np.datetime64("2021-01-01T00:00", "s") + (np.arange(len(d)) * 3600).astype(
+        "timedelta64[s]")
+    hourly = MarketPath(times, np.timedelta64(1, "h"), d.underlyings, d.closes, d.iv,
+                        d.iv_is_proxy)
+    cfg = BacktestConfig(horizon_days=1, min_history_days=100)
+    bt = walk_forward(hourly, TEMPLATES[:4], EwmaVarProvider(n_scenarios=50, horizon_days=1 / 24),
+                      cfg)
+    s = bt.summary()
+    assert (s["n_obs"] == len(hourly) - 100 - 1).all()
+    assert (s["exception_rate"] < 0.2).all()
