@@ -284,6 +284,11 @@ class MarginEngine:
             i = len(self.acc_ids)
             self.acc_index[account_id] = i
             self.acc_ids.append(account_id)
+            if i >= self._ids_arr.shape[0]:
+                grown = np.empty(max(16, 2 * self._ids_arr.shape[0]), dtype=object)
+                grown[: self._ids_arr.shape[0]] = self._ids_arr
+                self._ids_arr = grown
+            self._ids_arr[i] = account_id
             self.positions.append({})
             self.collateral.append({})
             n = i + 1
@@ -707,10 +712,11 @@ class MarginEngine:
                            bj, idx.copy())
 
     def _ids_array(self) -> NDArray[np.object_]:
-        """Account ids as an object array (grown lazily) for fast fancy indexing."""
-        n = len(self.acc_ids)
-        if self._ids_arr.shape[0] < n:
-            self._ids_arr = np.array(self.acc_ids, dtype=object)
+        """Account ids as an object array (capacity-doubled) for fast fancy indexing.
+
+        Batches keep a reference: slots are only ever filled, never changed, and growth
+        makes a new array, so an old batch's indices stay valid.
+        """
         return self._ids_arr
 
     def _status_events(self, batch: MarginBatch, entry: LogEntry) -> list[Event]:
