@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -153,6 +154,10 @@ class Container:
 
             self.feeds = await start_feeds(s.feeds, self)
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+        # the recovered engine state is long-lived: keep it out of the cyclic GC's scans
+        # (fewer and shorter pauses in request latency)
+        gc.collect()
+        gc.freeze()
 
     async def _gauges(self) -> None:
         while True:

@@ -168,6 +168,8 @@ class WhatIfIn(Strict):
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
     positions: dict[str, float] = Field(default_factory=dict, max_length=500)
     trades: list[TradeIn] = Field(default_factory=list, max_length=100)
+    detail: bool = Field(default=False, description="include the full result (contributions, "
+                         "greeks, components, model details)")
 
     @field_validator("positions")
     @classmethod
@@ -187,7 +189,8 @@ class WhatIfOut(BaseModel):
     initial_margin: float
     maintenance_margin: float
     positions: dict[str, float]
-    result: dict[str, Any]
+    worst_scenario: dict[str, Any] | None
+    result: dict[str, Any] | None = None
 
 
 class KeyCreate(Strict):

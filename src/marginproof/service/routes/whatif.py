@@ -46,8 +46,10 @@ async def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerD
     model = container.whatif_model(body.model, body.params)
     result = model.margin(Portfolio.of(positions), market)
     container.metrics.whatif_seconds.observe(time.perf_counter() - t0)
+    ws = result.worst_scenario
     return WhatIfOut(model=result.model, params_hash=result.params_hash,
                      market_timestamp=result.market_timestamp.isoformat(),
                      currency=result.currency, initial_margin=float(result.initial_margin),
                      maintenance_margin=float(result.maintenance_margin), positions=positions,
-                     result=result.to_dict())
+                     worst_scenario=None if ws is None else dict(ws.__dict__),
+                     result=result.to_dict() if body.detail else None)
