@@ -46,7 +46,8 @@ class Service:
 
 
 @contextmanager
-def running_service(tmp_path: Path, **overrides: Any) -> Iterator[Service]:
+def running_service(tmp_path: Path, seed_market: bool = True, **overrides: Any
+                    ) -> Iterator[Service]:
     settings = Settings(**{"database_url": f"sqlite:///{tmp_path / 'svc.sqlite'}",
                            "params_min_notice_s": 0.0, **overrides})
     container = bootstrap(settings)
@@ -54,9 +55,10 @@ def running_service(tmp_path: Path, **overrides: Any) -> Iterator[Service]:
     app = create_app(container)
     with TestClient(app) as client:
         svc = Service(client, container, key)
-        r = client.post("/market", json={"snapshot": market_to_dict(demo_market())},
-                        headers=svc.op())
-        assert r.status_code == 202, r.text
+        if seed_market:
+            r = client.post("/market", json={"snapshot": market_to_dict(demo_market())},
+                            headers=svc.op())
+            assert r.status_code == 202, r.text
         yield svc
 
 

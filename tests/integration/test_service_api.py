@@ -168,3 +168,25 @@ def test_health_metrics_and_openapi_are_public(svc: Service) -> None:
     schema = svc.client.get("/openapi.json").json()
     assert "/whatif" in schema["paths"] and "APIKeyHeader" in schema["components"][
         "securitySchemes"]
+
+
+def test_replay_feed_drives_the_service_through_a_shipped_day(tmp_path: Path) -> None:
+    feeds = [{"kind": "replay", "replay_date": "2022-04-15", "replay_symbols": ["BTCUSDT"],
+              "speed": 0}]
+    with running_service(tmp_path, seed_market=False, feeds=feeds) as svc:
+        r = svc.client.post("/accounts", json={"account_id": "perp", "positions":
+                                               {"BTC-PERPETUAL": -20_000},
+                                               "collateral": {"USDC": 50_000}},
+                            headers=svc.op())
+        assert r.status_code == 202
+        end_of_day = 1650067200000  # 2022-04-16T00:00Z: close of the last hourly bar
+        deadline = time.monotonic() + 30
+        m = svc.wait_margin("perp")
+        while m["market_ts_ms"] < end_of_day and time.monotonic() < deadline:
+            time.sleep(0.05)
+            m = svc.wait_margin("perp")
+        assert m["market_ts_ms"] == end_of_day and not m["held"]
+        hist = svc.client.get("/accounts/perp/history?limit=1000", headers=svc.op()).json()
+        assert len({h["market_ts_ms"] for h in hist["margins"]}) >= 2
+        metrics = svc.client.get("/metrics").text
+        assert "marginproof_tick_to_margin_seconds_count" in metrics
