@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
@@ -11,10 +14,36 @@ from marginproof.errors import MarginproofError
 from marginproof.models.registry import available_models, get_model
 
 
+def _engine_stage(db: Path, accounts: int) -> None:
+    from marginproof.demo_engine import run_engine_demo
+
+    console.print(f"\n[bold]Real-time engine on embedded defaults[/]: replaying the shipped "
+                  f"hourly BTC/ETH prices of {DEMO_DATE} for {accounts:,} accounts "
+                  f"(SQLite log {db}, in-process bus) ...")
+    s = run_engine_demo(db, DEMO_DATE, accounts)
+    console.print(f"log entries {s.log_entries:,} (ticks {s.ticks}), processed {s.processed:,}; "
+                  f"events on the bus: " + ", ".join(f"{k} {v:,}"
+                                                     for k, v in sorted(s.events.items())))
+    t = Table(title="Most utilised accounts after the replay (grid, USD)")
+    for c in ("account", "IM", "MM", "equity", "IM / equity", "status"):
+        t.add_column(c, justify="left" if c in ("account", "status") else "right")
+    for r in s.top_accounts:
+        t.add_row(r["account_id"], f"{r['initial_margin']:,.0f}",
+                  f"{r['maintenance_margin']:,.0f}", f"{(r['equity'] or 0):,.0f}",
+                  f"{r['utilisation']:.2f}", str(r["status"]))
+    console.print(t)
+    console.print(f"margin-history digest (replayable, bit for bit): {s.history_digest[:16]}...")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
-    def demo(quote_date: str = typer.Option(DEMO_DATE, help="Shipped chain date")) -> None:
+    def demo(quote_date: str = typer.Option(DEMO_DATE, help="Shipped chain date"),
+             engine: bool = typer.Option(True, help="Also run the real-time engine stage"),
+             accounts: int = typer.Option(2_000, help="Synthetic accounts in the engine stage"),
+             db: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path(
+                 "out/demo.sqlite"),
+             ) -> None:
         """Build a book from the shipped Deribit chain and print its margin under each model."""
         acct, market = demo_account(quote_date)
         console.print(f"[bold]marginproof demo[/]: Deribit BTC chain of {quote_date} "
@@ -33,9 +62,12 @@ def register(app: typer.Typer) -> None:
             try:
                 r = get_model(name).margin(acct.portfolio, market)
             except MarginproofError as exc:
-                t.add_row(name, "", "n/a", "n/a", f"[yellow]{exc}[/]")
+                msg = str(exc) if len(str(exc)) <= 70 else str(exc)[:69] + "…"
+                t.add_row(name, "", "n/a", "n/a", f"[yellow]refused: {msg}[/]")
                 continue
             ws = r.worst_scenario
             t.add_row(name, r.currency, f"{r.initial_margin:,.2f}",
                       f"{r.maintenance_margin:,.2f}", "-" if ws is None else ws.label)
         console.print(t)
+        if engine:
+            _engine_stage(db, accounts)

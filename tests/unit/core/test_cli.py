@@ -94,7 +94,8 @@ def test_missing_file_and_unknown_model_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown model" in r.stderr
 
 
-def test_demo_prints_margin_under_each_model() -> None:
-    r = _run("demo")
+def test_demo_prints_margin_under_each_model_and_runs_the_engine(tmp_path: Path) -> None:
+    r = _run("demo", "--accounts", "200", "--db", str(tmp_path / "demo.sqlite"))
     assert r.exit_code == 0, r.output
     assert "grid" in r.stdout and "standard" in r.stdout and "BTC-PERPETUAL" in r.stdout
+    assert "margin_batch" in r.stdout and (tmp_path / "demo.sqlite").exists()
