@@ -163,22 +163,30 @@ class ProcessHasher:
                          SharedMemory(create=True, size=max(n_out, 1))]
         return self._shm[0], self._shm[1]
 
+    def alloc(self, n: int, width: int) -> NDArray[np.uint8]:
+        """A row buffer in shared memory: rows packed here are hashed without a copy."""
+        if self._pool is None or n < self.min_rows:
+            return np.empty((n, width), dtype=np.uint8)
+        shm_in, _ = self._buffers(n * width, n * 32)
+        return np.ndarray((n, width), dtype=np.uint8, buffer=shm_in.buf)
+
     def __call__(self, rows: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """Digests of every row; with the pool, a view into shared memory valid until the next
+        call (the core copies it out at once)."""
         n, width = rows.shape
         if self._pool is None or n < self.min_rows:
             return hash_rows(rows)
         shm_in, shm_out = self._buffers(rows.nbytes, n * 32)
         src = np.ndarray(rows.shape, dtype=np.uint8, buffer=shm_in.buf)
-        src[:] = rows
+        if src.__array_interface__["data"][0] != rows.__array_interface__["data"][0]:
+            src[:] = rows  # not packed in place
         bounds = np.linspace(0, n, self.workers + 1).astype(int)
         futs = [self._pool.submit(_hash_shm, shm_in.name, shm_out.name, int(bounds[k]),
                                   int(bounds[k + 1]), width) for k in range(1, self.workers)]
-        first = hash_rows(src[: bounds[1]])
+        out = np.ndarray((n, 32), dtype=np.uint8, buffer=shm_out.buf)
+        out[: bounds[1]] = hash_rows(src[: bounds[1]])
         for f in futs:
             f.result()
-        out = np.ndarray((n, 32), dtype=np.uint8, buffer=shm_out.buf).copy()
-        out[: bounds[1]] = first
-        del src
         return out
 
 

@@ -212,11 +212,20 @@ class SumTree:
         return out
 
 
-def leaf_preimages(hdr_hash: bytes, tags: NDArray[np.uint8],
-                   values: NDArray[np.uint64]) -> NDArray[np.uint8]:
+def _alloc(hasher: Hasher, n: int, width: int) -> NDArray[np.uint8]:
+    """Row buffer for ``hasher``: its own (e.g. shared memory, no copy) if it offers one."""
+    alloc = getattr(hasher, "alloc", None)
+    if alloc is not None:
+        out: NDArray[np.uint8] = alloc(n, width)
+        return out
+    return np.empty((n, width), dtype=np.uint8)
+
+
+def leaf_preimages(hdr_hash: bytes, tags: NDArray[np.uint8], values: NDArray[np.uint64],
+                   hasher: Hasher = hash_rows) -> NDArray[np.uint8]:
     """Packed leaf preimages, shape (n, 65 + 8F)."""
     n, f = values.shape
-    rows = np.empty((n, 65 + 8 * f), dtype=np.uint8)
+    rows = _alloc(hasher, n, 65 + 8 * f)
     rows[:, 0] = PREFIX_SUM_LEAF[0]
     rows[:, 1:33] = np.frombuffer(hdr_hash, dtype=np.uint8)
     rows[:, 33:65] = tags
@@ -236,6 +245,8 @@ def build_sum_tree(fmt: TreeFormat, hdr_hash: bytes, tags: NDArray[np.uint8],
     values : ndarray, shape (2^D, F), uint64
     hasher : callable
         Hashes the rows of an ``(n, L)`` byte array; the default is the single-process loop.
+        If it has an ``alloc(n, L)`` method, preimages are packed straight into the buffer it
+        returns (shared memory, say) and its result is copied out before the next level.
     """
     n, f = values.shape
     if n == 0 or n & (n - 1):
@@ -253,7 +264,7 @@ def build_sum_tree(fmt: TreeFormat, hdr_hash: bytes, tags: NDArray[np.uint8],
     hashes = np.empty((total, 32), dtype=np.uint8)
     sums = np.zeros((total, f, k), dtype=np.uint64)
     vals = np.ascontiguousarray(values, dtype=np.uint64)
-    hashes[:n] = hasher(leaf_preimages(hdr_hash, tags, vals))
+    hashes[:n] = hasher(leaf_preimages(hdr_hash, tags, vals, hasher))
     sums[:n, :, k - 1] = vals
     off, width = 0, n
     w = fmt.sum_bytes * f
@@ -261,7 +272,7 @@ def build_sum_tree(fmt: TreeFormat, hdr_hash: bytes, tags: NDArray[np.uint8],
         m = width // 2
         h = hashes[off:off + width]
         s = sums[off:off + width]
-        rows = np.empty((m, 1 + 2 * (32 + w)), dtype=np.uint8)
+        rows = _alloc(hasher, m, 1 + 2 * (32 + w))
         rows[:, 0] = fmt.node_prefix[0]
         rows[:, 1:33] = h[0::2]
         rows[:, 33:33 + w] = _be_bytes(s[0::2])
