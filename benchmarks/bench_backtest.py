@@ -28,6 +28,7 @@ fraction is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,10 +91,11 @@ def main() -> dict[str, float]:
 
     provider = HistoryBatchProvider(model)
     cfg = BacktestConfig()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bt = walk_forward(path, templates, provider, cfg, start, end, keep_records=False,
                       clock=time.perf_counter)
     total_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     n_days = bt.next_row - max(cfg.min_history_days, path.index_of(start) if start else 0)
     s = bt.summary()
     book_days = int(s["n_obs"].sum())
@@ -146,7 +148,8 @@ def main() -> dict[str, float]:
 
     out = {
         "books": n_books, "as_of_days": int(n_days), "book_days": book_days,
-        "setup_s": setup_s, "total_s": total_s,
+        "setup_s": setup_s, "total_s": total_s, "total_cpu_s": cpu_s,
+        "load_avg_1min": float(os.getloadavg()[0]),
         "instantiate_s": tm["instantiate_s"], "margin_s": tm["margin_s"],
         "settle_and_stats_s": tm["settle_s"],
         "per_day_ms": 1e3 * total_s / max(1, n_days),
@@ -164,9 +167,12 @@ def main() -> dict[str, float]:
         "skipped_book_days": int(provider.skipped),
     }
     print(f"dynamic walk-forward: {n_books} books x {n_days} as-of days "
-          f"({book_days:,} book-days settled, {provider.skipped:,} not evaluable: young coins)")
+          f"({book_days:,} book-days settled, {provider.skipped:,} refused by the model: too "
+          "little history)")
     print(f"  set-up (data, history)     {setup_s:8.1f} s")
-    print(f"  total walk-forward         {total_s:8.1f} s  ({out['per_day_ms']:.0f} ms per day)")
+    print(f"  total walk-forward         {total_s:8.1f} s wall, {cpu_s:.1f} s CPU "
+          f"({out['per_day_ms']:.0f} ms per day; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores)")
     print(f"    instantiate books        {tm['instantiate_s']:8.1f} s")
     print(f"    margin (batch dynamic)   {tm['margin_s']:8.1f} s")
     print(f"    settle + running stats   {tm['settle_s']:8.1f} s")
