@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,39 @@ class StatsAccumulator:
                             b.inc_ratio[n] = max(b.inc_ratio[n], m / prev_m)
                         b.inc_abs[n] = max(b.inc_abs[n], m - prev_m)
                 b.m_recent.append(m)
+
+    def to_state(self) -> dict[str, Any]:
+        """State as plain lists and dicts (persist a continuous backtest between restarts).
+
+        Untouched extremes are +-inf (Python's ``json`` writes them as ``Infinity``).
+        """
+        books = []
+        for b in self.books:
+            d = dict(b.__dict__)
+            for name in ("recent", "de_recent", "m_recent"):
+                d[name] = list(d[name])
+            for name in ("inc_ratio", "inc_abs"):
+                d[name] = {str(n): v for n, v in d[name].items()}
+            books.append(d)
+        return {"alpha": self.alpha, "es_alpha": self.es_alpha, "books": books}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> StatsAccumulator:
+        """Rebuild from :meth:`to_state` output (exactly: the next ``add`` continues it)."""
+        acc = cls(len(state["books"]), float(state["alpha"]), float(state["es_alpha"]))
+        for b, d in zip(acc.books, state["books"], strict=True):
+            for name, v in d.items():
+                if name in ("recent", "de_recent", "m_recent"):
+                    getattr(b, name).extend(v)
+                elif name in ("inc_ratio", "inc_abs"):
+                    setattr(b, name, {int(n): float(x) for n, x in v.items()})
+                elif name == "trans":
+                    b.trans = [int(x) for x in v]
+                elif name == "de_lag":
+                    b.de_lag = [float(x) for x in v]
+                else:
+                    setattr(b, name, v)
+        return acc
 
     def book_stats(self, k: int) -> dict[str, Any]:
         """Statistics of book ``k`` (a flat dict; NaN where undefined)."""

@@ -23,8 +23,9 @@ def path() -> MarketPath:
     return shipped_daily_path(("BTC", "ETH", "SOL"))
 
 
-@pytest.mark.parametrize("name", ["dynamic", "fhs"])
-@pytest.mark.parametrize("day", ["2022-05-10", "2024-08-05"])
+@pytest.mark.parametrize("name,day", [("dynamic", "2022-05-10"), ("dynamic", "2024-08-05"),
+                                      ("fhs", "2022-05-10"), ("fhs", "2024-08-05"),
+                                      ("mc", "2022-05-10")])
 def test_batch_equals_per_book_margin(path: MarketPath, name: str, day: str) -> None:
     model = get_model(name)
     row = path.index_of(day)

@@ -207,3 +207,18 @@ def test_hourly_walk_forward_runs_with_bars_as_horizon() -> None:
     s = bt.summary()
     assert (s["n_obs"] == len(hourly) - 100 - 1).all()
     assert (s["exception_rate"] < 0.2).all()
+
+
+def test_accumulator_state_round_trips_through_json(path: MarketPath) -> None:
+    import json
+
+    from marginproof.backtest.continuous import StatsAccumulator
+
+    prov = EwmaVarProvider(n_scenarios=50)
+    bt = ContinuousBacktest(TEMPLATES, prov, path.underlyings, CFG)
+    bt.update(path.upto(300))
+    restored = StatsAccumulator.from_state(json.loads(json.dumps(bt.acc.to_state())))
+    full = walk_forward(path, TEMPLATES, prov, CFG)
+    bt.acc = restored
+    bt.update(path)
+    assert bt.summary().drop(columns=["zone"]).equals(full.summary().drop(columns=["zone"]))
