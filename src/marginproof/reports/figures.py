@@ -16,8 +16,10 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
@@ -145,12 +147,13 @@ def compare_models(table: pd.DataFrame, out: Path) -> Path:
             ax.scatter(100 * row["avg_margin_to_notional"], 100 * row["exception_rate"],
                        color=colours(i % 20), marker=markers.get(row["category"], "o"), s=60,
                        edgecolor="black", linewidth=0.4)
-    handles = [Rectangle((0, 0), 1, 1, color=colours(i % 20)) for i in range(len(models))]
+    handles: list[Artist] = [Rectangle((0, 0), 1, 1, color=colours(i % 20))
+                             for i in range(len(models))]
     labels = list(models)
     for c, mk in markers.items():
-        handles.append(plt.Line2D([], [], color="grey", marker=mk, ls="", markersize=7))
+        handles.append(Line2D([], [], color="grey", marker=mk, ls="", markersize=7))
         labels.append(f"category: {c}")
-    handles.append(plt.Line2D([], [], color="#c8322d", ls="--"))
+    handles.append(Line2D([], [], color="#c8322d", ls="--"))
     labels.append("nominal 1 % (99 % margin)")
     ax.axhline(1.0, color="#c8322d", lw=0.8, ls="--")
     ax.set_xscale("log")
