@@ -524,7 +524,7 @@ class InputLogWriter:
 
 
 def default_params(model: str = "grid", *, depth_min: int = 10, privacy: bool = True,
-                   range_base: int = 4, liabilities: bool = True,
+                   range_base: int = 16, liabilities: bool = True,
                    venue: str = "marginproof-example", fmt: str = "marginproof/proofs/v2"
                    ) -> dict[str, Any]:
     """A ``params`` body from the shipped configs (model TOML, collateral haircuts)."""

@@ -50,7 +50,7 @@ SCHEME = "mp-pedersen/v1"
 COMMITTED = ("coll", "mm")
 BUNDLE_MAGIC = b"MPB1"
 PREFIX_BUNDLE = b"\x1a"
-DEFAULT_BASE = 4
+DEFAULT_BASE = 16
 
 Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 

@@ -176,7 +176,7 @@ def _q_at(f: Sequence[int], x: int, y: int, base: int) -> int:
 
 
 def prove_range(values: Sequence[int], blinds: Sequence[int], commitments: Sequence[bytes],
-                context: bytes, nonces: NonceStream, base: int = 4) -> RangeProof:
+                context: bytes, nonces: NonceStream, base: int = 16) -> RangeProof:
     """Prove every ``values[j]`` (committed as ``commitments[j]``) is in ``[0, 2^64)``."""
     n = n_digits(base)
     m = len(values)
