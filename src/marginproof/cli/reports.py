@@ -138,11 +138,18 @@ def register(app: typer.Typer) -> None:
     def compare_models(out: OutOpt,
                        models: Annotated[str, typer.Option(
                            "--models", help="Comma-separated models (default: all)")] = "",
-                       date_from: FromOpt = None, date_to: ToOpt = None,
+                       date_from: Annotated[str, typer.Option(
+                           "--from", help="First as-of day")] = "2022-01-01",
+                       date_to: Annotated[str, typer.Option(
+                           "--to", help="Last as-of day")] = "2022-12-31",
                        portfolios: SetsOpt = "singles,random,adversarial,hedged",
                        underlyings: UndOpt = "BTC,ETH", n_random: RandOpt = 20,
                        seed: SeedOpt = 0, json_out: JsonOpt = False) -> None:
-        """Every model and preset side by side on the same books."""
+        """Every model and preset side by side on the same books (default window: 2022).
+
+        The full history for every model takes hours (mc and the per-book presets); pass
+        --from/--to to choose the window.
+        """
         from marginproof.reports.run import model_names, run_compare
 
         names = _split(models, "models") if models else model_names()
