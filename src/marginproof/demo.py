@@ -32,8 +32,12 @@ def demo_market(quote_date: str = DEMO_DATE) -> MarketSnapshot:
     daily = datasets.load_spot_daily(["ETHUSDT"])
     prev_day = (ts - timedelta(days=1)).strftime("%Y-%m-%d")
     eth = daily[daily["date"].dt.strftime("%Y-%m-%d") == prev_day]["close"]
-    m = market_from_chain(chain, extra_index={"ETH": float(eth.iloc[0])})
-    # perpetual marks at the index (the chain file carries no perp quotes); presets need them
+    return market_from_chain(chain, extra_index={"ETH": float(eth.iloc[0])})
+
+
+def with_perp_marks_at_index(m: MarketSnapshot) -> MarketSnapshot:
+    """The market with the demo's perpetuals marked at the index (exchange presets refuse a
+    perpetual without a mark; the chain file carries no perpetual quotes)."""
     marks = {"BTC-PERPETUAL": m.index("BTC"), "ETH_USDC-PERPETUAL": m.index("ETH")}
     return MarketSnapshot(m.timestamp, m.index_prices, m.forwards, {**m.mark_prices, **marks},
                           m.implied_vols, m.rates, m.funding_rates)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors
-from marginproof.demo import DEMO_DATE, demo_account
+from marginproof.demo import DEMO_DATE, demo_account, with_perp_marks_at_index
 from marginproof.errors import MarginproofError
 from marginproof.models.registry import available_models, get_model
 
@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
              ) -> None:
         """Build a book from the shipped Deribit chain and print its margin under each model."""
         acct, market = demo_account(quote_date)
+        market = with_perp_marks_at_index(market)
         console.print(f"[bold]marginproof demo[/]: Deribit BTC chain of {quote_date} "
                       f"(market time {market.timestamp.isoformat()}), "
                       f"BTC index {market.index('BTC'):,.2f}, ETH {market.index('ETH'):,.2f}")

@@ -27,6 +27,10 @@ if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover - deb
 else:
     from numba import njit, prange
 
+# Only "arcp" (division by multiplication with the reciprocal): it halves the kernel time
+# (divisions dominate once log/erfc/exp are counted) at <= 4e-12 relative change; NaN/inf
+# semantics and the order of operations are kept, so results stay reproducible.
+_FASTMATH = {"arcp"}
 SQRT2 = math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # sigma*sqrt(T) at or beyond this: the call is worth D*F (Derive's edge rule, exchange-presets)
@@ -35,12 +39,12 @@ MAX_TOTAL_VOL = 24.0
 MIN_TOTAL_VOL = 1e-12
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _ncdf(x: float) -> float:
     return 0.5 * math.erfc(-x / SQRT2)
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _price_one(f: float, k: float, t: float, s: float, call: bool, d: float) -> float:
     sd = s * math.sqrt(t) if t > 0.0 else 0.0
     if k <= 0.0:
@@ -59,7 +63,7 @@ def _price_one(f: float, k: float, t: float, s: float, call: bool, d: float) -> 
     return min(max(v, d * max(k - f, 0.0)), d * k)
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def black76_price_kernel(
     f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
     d: np.ndarray, out: np.ndarray,
@@ -69,7 +73,7 @@ def black76_price_kernel(
         out[i] = _price_one(f[i], k[i], t[i], s[i], call[i], d[i])
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def black76_greeks_kernel(
     f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
     d: np.ndarray, r: np.ndarray, out: np.ndarray,
@@ -132,7 +136,7 @@ def black76_greeks_kernel(
         out[6, i] = vega * d1 * d2 / si
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def scenario_values_kernel(
     f: np.ndarray, k: np.ndarray, t: np.ndarray, s: np.ndarray, call: np.ndarray,
     d: np.ndarray, moves: np.ndarray, vol_mult: np.ndarray, vol_floor: np.ndarray,
@@ -167,9 +171,12 @@ if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover
     black76_greeks_kernel_serial = black76_greeks_kernel
     scenario_values_kernel_serial = scenario_values_kernel
 else:
-    black76_price_kernel_serial = njit(cache=True)(black76_price_kernel.py_func)  # type: ignore[attr-defined]
-    black76_greeks_kernel_serial = njit(cache=True)(black76_greeks_kernel.py_func)  # type: ignore[attr-defined]
-    scenario_values_kernel_serial = njit(cache=True)(scenario_values_kernel.py_func)  # type: ignore[attr-defined]
+    black76_price_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
+        black76_price_kernel.py_func)  # type: ignore[attr-defined]
+    black76_greeks_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
+        black76_greeks_kernel.py_func)  # type: ignore[attr-defined]
+    scenario_values_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
+        scenario_values_kernel.py_func)  # type: ignore[attr-defined]
 
 
 def price_kernel(n: int) -> Any:
