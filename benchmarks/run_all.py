@@ -23,6 +23,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from _roofline import flop_rate_gflops, memory_bandwidth_gbs  # noqa: E402
 
+# run with --quick unless --full: a full daily walk-forward of 1,000 books takes ~15 minutes,
+# the full service load test several minutes
+QUICK_BY_DEFAULT = {"bench_backtest", "bench_service"}
+
 # headline rows: (bench, label, key of the figure, unit, key of the naive ratio, key of roofline)
 HEADLINES = [
     ("bench_pricing", "Black-76 price + 6 greeks", "kernel_options_per_s", "options/s",
@@ -34,6 +38,16 @@ HEADLINES = [
     ("bench_scaleout", "Dask batch re-margin, 2 workers vs 1", "speedup_2_vs_1", "x", None,
      None),
     ("bench_scaling", "log-log slope of cost vs accounts", "slope_accounts", "", None, None),
+    ("bench_risk", "FHS worst + VaR 0.99 + ES 0.975, 1e6 accts x 1,000 scen, float32",
+     "kernel_f32_s", "s", "speedup_vs_naive", "fraction_roofline_dram"),
+    ("bench_proofs", "sum tree over 1e6 accounts (2 processes)", "tree_total_2p_s", "s",
+     "tree_speedup_vs_naive", None),
+    ("bench_proofs", "inclusion proof verify", "inclusion_verify_us", "us", None, None),
+    ("bench_proofs", "inclusion proof size (binary)", "proof_binary_bytes", "B", None, None),
+    ("bench_proofs", "commitments + range proofs, accounts/s", "l5_prove_accounts_per_s",
+     "accounts/s", "l5_prove_speedup_vs_bits", None),
+    ("bench_backtest", "walk-forward backtest of dynamic", "total_s", "s",
+     "speedup_vs_naive", None),
     ("bench_scaling", "log-log slope of cost vs scenarios", "slope_scenarios", "", None, None),
 ]
 
@@ -60,6 +74,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="bench names (e.g. bench_grid)")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--full", action="store_true",
+                    help="also run the long benchmarks (backtest, service) at full size")
     args = ap.parse_args()
     benches = sorted(p for p in HERE.glob("bench_*.py"))
     if args.only:
@@ -72,7 +88,10 @@ def main() -> None:
         print(f"running {p.name} ...", flush=True)
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
             jpath = tf.name
-        cmd = [sys.executable, str(p), "--json", jpath] + (["--quick"] if args.quick else [])
+        quick = args.quick or (p.stem in QUICK_BY_DEFAULT and not args.full)
+        cmd = [sys.executable, str(p), "--json", jpath] + (["--quick"] if quick else [])
+        if p.stem == "bench_service":
+            cmd = [c for c in cmd if c not in ("--json", jpath)]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
