@@ -129,8 +129,10 @@ class ProcessHasher:
     :func:`hash_rows` (same bytes, same order).
     """
 
-    def __init__(self, workers: int = 2, min_rows: int = 8192, start_method: str = "fork") -> None:
+    def __init__(self, workers: int = 2, min_rows: int = 8192, start_method: str = "fork",
+                 parent_share: float | None = None) -> None:
         self.workers = max(1, workers)
+        self.parent_share = (0.8 / self.workers if parent_share is None else parent_share)
         self.min_rows = min_rows
         self._pool: Executor | None = None
         self._start = start_method
@@ -180,7 +182,10 @@ class ProcessHasher:
         src = np.ndarray(rows.shape, dtype=np.uint8, buffer=shm_in.buf)
         if src.__array_interface__["data"][0] != rows.__array_interface__["data"][0]:
             src[:] = rows  # not packed in place
-        bounds = np.linspace(0, n, self.workers + 1).astype(int)
+        # the parent also packs the next level, so it takes a smaller share of the hashing
+        first = int(n * self.parent_share)
+        rest = np.linspace(first, n, self.workers).astype(int)
+        bounds = np.concatenate([[0], rest])
         futs = [self._pool.submit(_hash_shm, shm_in.name, shm_out.name, int(bounds[k]),
                                   int(bounds[k + 1]), width) for k in range(1, self.workers)]
         out = np.ndarray((n, 32), dtype=np.uint8, buffer=shm_out.buf)
