@@ -3,6 +3,9 @@ recompute byte-identical epoch records from the input log."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,33 @@ def test_replay_of_epoch_one_matches_too(built: Path) -> None:
     r = CliRunner().invoke(app, ["replay", "--epoch", "1", "--dir", str(built)])
     assert r.exit_code == 0, r.output
     assert "record bytes identical" in r.output
+
+
+_MARGIN_DIGEST = """
+import hashlib
+from marginproof.demo import demo_account
+from marginproof.models.registry import get_model
+a, m = demo_account()
+book = a.portfolio
+for i in range(8):
+    book = book + a.portfolio.scaled(1.0 + 0.37 * i)  # 63 positions: vectorised loop bodies
+out = []
+for name in ("grid", "standard"):
+    r = get_model(name).margin(book, m)
+    out += [r.initial_margin.hex(), r.maintenance_margin.hex(),
+            hashlib.sha256(r.scenario_pnl.tobytes()).hexdigest()]
+print(hashlib.sha256("".join(out).encode()).hexdigest())
+"""
+
+
+def test_engine_floats_are_bit_identical_across_numba_thread_counts() -> None:
+    """The committed path quantizes engine floats; they must not depend on the thread count
+    of the parallel pricing kernels (rule 3 of the determinism pins)."""
+    digests = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        r = subprocess.run([sys.executable, "-c", _MARGIN_DIGEST], capture_output=True,
+                           text=True, env=env, timeout=240)
+        assert r.returncode == 0, r.stderr
+        digests.append(r.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
