@@ -38,6 +38,7 @@ PREFIX_MARKET = b"\x16"         # market-snapshot body hash (v2 addition)
 PREFIX_COM_LEAF = b"\x17"       # commitment-tree leaf (L5)
 PREFIX_COM_NODE = b"\x18"       # commitment-tree node (L5)
 PREFIX_SUM_NODE_V2 = b"\x19"    # sum-tree node, 64-bit child sums (format v2)
+PREFIX_BUNDLE = b"\x1a"         # privacy bundle file hash (v2 addition)
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marginproof.errors import InputError
-from marginproof.proofs.encoding import PREFIX_COM_LEAF, PREFIX_COM_NODE, sha256
+from marginproof.proofs.encoding import PREFIX_BUNDLE, PREFIX_COM_LEAF, PREFIX_COM_NODE, sha256
 from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.group import (
     L,
@@ -49,7 +49,6 @@ from marginproof.proofs.rangeproof import RangeProof, prove_range, verify_range,
 SCHEME = "mp-pedersen/v1"
 COMMITTED = ("coll", "mm")
 BUNDLE_MAGIC = b"MPB1"
-PREFIX_BUNDLE = b"\x1a"
 DEFAULT_BASE = 16
 
 Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
