@@ -40,7 +40,7 @@ HEADLINES = [
     ("bench_scaling", "log-log slope of cost vs accounts", "slope_accounts", "", None, None),
     ("bench_risk", "FHS worst + VaR 0.99 + ES 0.975, 1e6 accts x 1,000 scen, float32",
      "kernel_f32_s", "s", "speedup_vs_naive", "fraction_roofline_dram"),
-    ("bench_proofs", "sum tree over 1e6 accounts (2 processes)", "tree_total_2p_s", "s",
+    ("bench_proofs", "sum tree build over 1e6 accounts (2 processes)", "tree_build_2p_s", "s",
      "tree_speedup_vs_naive", None),
     ("bench_proofs", "inclusion proof verify", "inclusion_verify_us", "us", None, None),
     ("bench_proofs", "inclusion proof size (binary)", "proof_binary_bytes", "B", None, None),
