@@ -11,3 +11,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_modifyitems(config: object, items: list) -> None:  # type: ignore[type-arg]
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread while its
+    session-scoped browser is open; tests that call ``asyncio.run`` must not follow it.
+    """
+    items.sort(key=lambda item: "/tests/e2e/" in str(getattr(item, "path", "")))
