@@ -63,8 +63,8 @@ def account_tail_kernel(
     for c in prange(n_chunks):
         buf = np.empty(n_scen, dtype=np.float64)
         top = np.empty(k_top, dtype=np.float64)
+        bmax = np.empty(k_top, dtype=np.float64)
         gmax = np.empty(max(n_blocks, 1), dtype=np.float64)
-        low = np.empty(max(n_blocks, 1), dtype=np.float64)
         a0 = c * chunk
         a1 = min(n_acc, a0 + chunk)
         for a in range(a0, a1):
@@ -77,13 +77,13 @@ def account_tail_kernel(
                     buf[s] -= q * np.float64(row[s])
             for j in range(k_top):
                 top[j] = -np.inf
-            # Lower bound of the k_top-th largest loss: the k_top-th largest of the maxima of
-            # n_blocks interleaved stripes (distinct elements, so it cannot exceed the true
-            # order statistic). Only losses >= it can enter the top-k: on FHS P&L about 5 %
-            # of the scenarios. The k_top-th largest of n_blocks values is their m-th smallest,
-            # m = n_blocks - k_top + 1, kept in a short ascending array.
+            # Lower bound of the k_top-th largest loss: the k_top-th largest of n_blocks block
+            # maxima (distinct elements, so it cannot exceed the true order statistic). Only
+            # losses >= it can enter the top-k; typically a few per cent of the scenarios.
             thr = -np.inf
             if n_blocks > k_top:
+                # groups are the residues mod n_blocks: an element-wise running max over
+                # contiguous stripes, which vectorises
                 for j in range(n_blocks):
                     gmax[j] = buf[j]
                 n_full = n_scen // n_blocks
@@ -96,18 +96,11 @@ def account_tail_kernel(
                 for j in range(n_scen - base):
                     x = buf[base + j]
                     gmax[j] = x if x > gmax[j] else gmax[j]
-                m_low = n_blocks - k_top + 1
-                for j in range(m_low):
-                    low[j] = np.inf
+                for j in range(k_top):
+                    bmax[j] = -np.inf
                 for j in range(n_blocks):
-                    v = gmax[j]
-                    if v < low[m_low - 1]:
-                        r = m_low - 1
-                        while r > 0 and low[r - 1] > v:
-                            low[r] = low[r - 1]
-                            r -= 1
-                        low[r] = v
-                thr = low[m_low - 1]
+                    _insert_top(bmax, k_top, gmax[j])
+                thr = bmax[k_top - 1]
             for s in range(n_scen):
                 x = buf[s]
                 if x >= thr:
