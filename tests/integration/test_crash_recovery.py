@@ -62,7 +62,9 @@ def _kill_loop(url: str, n_kills: int, seed: int) -> list[tuple[int, int]]:
             if (k == 0 and log_n > base[0]) or (k > 0 and ckpt > base[1]):
                 break
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        # kill soon after progress starts: on a fast, idle machine the whole workload takes
+        # well under a second, so a longer random delay would often land after completion
+        time.sleep(rng.uniform(0.0, 0.03))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=60)
