@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -166,17 +167,27 @@ def scenario_values_kernel(
 # few options, so small batches (what-if, one account) run on the calling thread.
 PARALLEL_MIN_WORK = 20_000
 
+def _renamed(fn: Any, suffix: str) -> Any:
+    """A copy of ``fn`` under another name: numba's on-disk cache is keyed by the qualified
+    name, so a serial twin compiled from the same function would otherwise share (and
+    overwrite) the parallel kernel's cache entry."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__,
+                           fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    return g
+
+
 if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover
     black76_price_kernel_serial = black76_price_kernel
     black76_greeks_kernel_serial = black76_greeks_kernel
     scenario_values_kernel_serial = scenario_values_kernel
 else:
     black76_price_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
-        black76_price_kernel.py_func)  # type: ignore[attr-defined]
+        _renamed(black76_price_kernel.py_func, "_serial"))  # type: ignore[attr-defined]
     black76_greeks_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
-        black76_greeks_kernel.py_func)  # type: ignore[attr-defined]
+        _renamed(black76_greeks_kernel.py_func, "_serial"))  # type: ignore[attr-defined]
     scenario_values_kernel_serial = njit(cache=True, fastmath=_FASTMATH)(
-        scenario_values_kernel.py_func)  # type: ignore[attr-defined]
+        _renamed(scenario_values_kernel.py_func, "_serial"))  # type: ignore[attr-defined]
 
 
 def price_kernel(n: int) -> Any:
