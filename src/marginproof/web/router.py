@@ -30,6 +30,7 @@ from marginproof.instruments.portfolio import Portfolio
 from marginproof.instruments.resolved import resolve
 from marginproof.service.auth import Principal, authenticate
 from marginproof.service.deps import ContainerDep, PrincipalDep, check_account
+from marginproof.service.routes.whatif import whatif_inputs
 from marginproof.service.schemas import WhatIfIn
 from marginproof.web import views
 from marginproof.web.config import WebSettings
@@ -233,24 +234,7 @@ def console_whatif(body: WhatIfIn, principal: PrincipalDep,
     """Like ``POST /whatif`` (same body, same rules, nothing stored) plus the explanation the
     console draws: components, greeks by expiry and the risk matrix as heat-map data."""
     t0 = time.perf_counter()
-    if body.account_id is not None:
-        check_account(principal, container, body.account_id)
-    snap = container.market()
-    if snap is None:
-        raise HTTPException(409, "no market data yet")
-    positions: dict[str, float] = {}
-    if body.account_id is not None:
-        state = container.repo.account_state(body.account_id)
-        if state is None:
-            raise HTTPException(404, "unknown account")
-        positions.update(state[1])
-    for name, q in body.positions.items():
-        positions[name] = positions.get(name, 0.0) + q
-    for t in body.trades:
-        positions[t.instrument] = positions.get(t.instrument, 0.0) + t.quantity
-    positions = {k: v for k, v in positions.items() if v != 0.0}
-    if not positions:
-        raise InputError("positions", "the hypothetical portfolio is empty")
+    positions, snap = whatif_inputs(body, principal, container)
     model = container.whatif_model(body.model, body.params)
     portfolio = Portfolio.of(positions)
     result = model.margin(portfolio, snap)
