@@ -20,22 +20,27 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _roofline import best_time, write_json  # noqa: E402
 
-from marginproof.models.batch import CsrBook, segment_worst_loss  # noqa: E402
+from marginproof.models.batch import (  # noqa: E402
+    CsrBook,
+    pad_scenarios,
+    segment_worst_loss_padded,
+)
 from marginproof.synthetic import random_accounts  # noqa: E402
 
 N_INST = 20_000
 
 
 def kernel_time(n_acc: int, n_scen: int, rng: np.random.Generator) -> float:
-    up = rng.standard_normal((N_INST, n_scen)).astype(np.float32)
+    up = pad_scenarios(rng.standard_normal((N_INST, n_scen)).astype(np.float32))
     a, i, q = random_accounts(n_acc, 5, N_INST, seed=1)
     book = CsrBook.from_positions(a, i, q.astype(np.float32), np.zeros(N_INST, np.int64), n_acc)
     n = len(book.seg_ptr) - 1
     loss, arg, mins = np.empty(n), np.empty(n, np.int32), np.empty(n)
     w = np.zeros(len(book.qty), np.float32)
     repeats = 5 if n_acc * n_scen < 5e8 else 2
-    return best_time(lambda: segment_worst_loss(up, book.seg_ptr, book.inst_idx, book.qty, w,
-                                                loss, arg, mins), repeats=repeats)
+    return best_time(lambda: segment_worst_loss_padded(up, n_scen, book.seg_ptr, book.inst_idx,
+                                                       book.qty, w, loss, arg, mins),
+                     repeats=repeats)
 
 
 def slope(x: list[float], y: list[float]) -> float:
