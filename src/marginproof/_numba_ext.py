@@ -61,13 +61,19 @@ def _stack_empty(typingctx: Any, size: Any, dtype: Any) -> Any:
     returns; ``size`` must be a literal or a module-level integer constant (it is allocated
     in the function's entry block).
     """
-    if not (isinstance(size, types.IntegerLiteral) and isinstance(dtype, types.DType)):
+    if isinstance(dtype, types.DType):
+        elem = dtype.dtype  # an array's .dtype
+    elif isinstance(dtype, types.NumberClass):
+        elem = dtype.instance_type  # np.float64 and the like
+    else:
+        return None
+    if not isinstance(size, types.IntegerLiteral):
         return None
     n = int(size.literal_value)
-    sig = types.CPointer(dtype.dtype)(size, dtype)
+    sig = types.CPointer(elem)(size, dtype)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        ty = context.get_value_type(dtype.dtype)
+        ty = context.get_value_type(elem)
         return cgutils.alloca_once(builder, ty, size=ir.Constant(ir.IntType(64), n))
 
     return sig, codegen

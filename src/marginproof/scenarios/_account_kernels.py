@@ -1,7 +1,7 @@
 """Compiled per-account tail measures over a CSR book (numba, parallel, cached).
 
 The plain-NumPy twin is :mod:`marginproof.scenarios._account_risk_reference`; tests assert
-they agree. ``MARGINPROOF_DISABLE_NUMBA=1`` runs the kernel as plain Python (debugging).
+they agree (the kernel needs numba: it uses stack buffers from :mod:`marginproof._numba_ext`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba.np.numpy_support import carray
 
+from marginproof._numba_ext import stack_empty
 from marginproof.pricing._kernels import njit, prange
 
 
@@ -23,6 +25,53 @@ def _insert_top(top: np.ndarray, k: int, v: float) -> None:
         top[j] = top[j - 1]
         j -= 1
     top[j] = v
+
+# residue classes of the fast tail path (compile-time constant) and the largest k it serves
+NB = 64
+NB_FAST_MAX_K = 40
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _class_max(buf: np.ndarray, cls: np.ndarray) -> None:
+    """``cls[j] = max(buf[j::NB])`` for j < NB (needs len(buf) >= NB); vectorised."""
+    n = buf.shape[0]
+    for j in range(NB):
+        cls[j] = buf[j]
+    n_full = n // NB
+    for i in range(1, n_full):
+        base = i * NB
+        for j in range(NB):
+            x = buf[base + j]
+            y = cls[j]
+            cls[j] = x if x > y else y
+    base = n_full * NB
+    for j in range(n - base):
+        x = buf[base + j]
+        y = cls[j]
+        cls[j] = x if x > y else y
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _class_bound(cls: np.ndarray, k: int) -> float:
+    """A value with at least ``k`` (and, if bisection allows, at most k + 8) of ``cls`` >= it."""
+    lo = cls[0]
+    hi = cls[0]
+    for j in range(NB):
+        y = cls[j]
+        lo = y if y < lo else lo
+        hi = y if y > hi else hi
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        cnt = 0
+        for j in range(NB):
+            cnt += cls[j] >= mid
+        if cnt >= k:
+            lo = mid
+            if cnt <= k + 8:
+                break
+        else:
+            hi = mid
+    return float(lo)
 
 
 @njit(cache=True, parallel=True, fastmath=False)
@@ -58,6 +107,8 @@ def account_tail_kernel(
     """
     n_acc = indptr.shape[0] - 1
     n_scen = pnl_t.shape[1]
+    # fast path: NB residue classes with a compile-time count (stack buffer, vector loops)
+    fast = k_top <= NB_FAST_MAX_K and n_scen >= 2 * NB
     n_blocks = 64 if k_top < 64 and n_scen >= 128 else min(2 * k_top, n_scen // 2)
     chunk = (n_acc + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
@@ -65,46 +116,70 @@ def account_tail_kernel(
         top = np.empty(k_top, dtype=np.float64)
         bmax = np.empty(k_top, dtype=np.float64)
         gmax = np.empty(max(n_blocks, 1), dtype=np.float64)
+        cls = carray(stack_empty(NB, np.float64), (NB,))
         a0 = c * chunk
         a1 = min(n_acc, a0 + chunk)
         for a in range(a0, a1):
-            for s in range(n_scen):
-                buf[s] = 0.0
-            for p in range(indptr[a], indptr[a + 1]):
-                q = qty[p]
-                row = pnl_t[inst[p]]
+            p0 = indptr[a]
+            p1 = indptr[a + 1]
+            if p1 == p0:
                 for s in range(n_scen):
-                    buf[s] -= q * np.float64(row[s])
+                    buf[s] = 0.0
+            else:
+                q = qty[p0]
+                row = pnl_t[inst[p0]]
+                for s in range(n_scen):
+                    buf[s] = -(q * np.float64(row[s]))
+                for p in range(p0 + 1, p1):
+                    q = qty[p]
+                    row = pnl_t[inst[p]]
+                    for s in range(n_scen):
+                        buf[s] -= q * np.float64(row[s])
             for j in range(k_top):
                 top[j] = -np.inf
-            # Lower bound of the k_top-th largest loss: the k_top-th largest of n_blocks block
-            # maxima (distinct elements, so it cannot exceed the true order statistic). Only
-            # losses >= it can enter the top-k; typically a few per cent of the scenarios.
-            thr = -np.inf
-            if n_blocks > k_top:
-                # groups are the residues mod n_blocks: an element-wise running max over
-                # contiguous stripes, which vectorises
-                for j in range(n_blocks):
-                    gmax[j] = buf[j]
-                n_full = n_scen // n_blocks
-                for i in range(1, n_full):
-                    base = i * n_blocks
+            if fast:
+                # Class j = scenarios j, j + NB, ...; its maximum is a distinct loss, so any
+                # value with >= k_top class maxima at or above it bounds the k_top-th largest
+                # loss from below, and only those classes can hold a top-k loss. Bisect on
+                # the maxima for such a bound with k_top..k_top + 8 classes above it (a few
+                # per cent of the scenarios are then scanned).
+                _class_max(buf, cls)
+                thr = _class_bound(cls, k_top)
+                for j in range(NB):
+                    if cls[j] >= thr:
+                        for s in range(j, n_scen, NB):
+                            x = buf[s]
+                            if x >= thr:
+                                _insert_top(top, k_top, x)
+            else:
+                # Lower bound of the k_top-th largest loss: the k_top-th largest of n_blocks
+                # block maxima (distinct elements, so it cannot exceed the true order
+                # statistic). Only losses >= it can enter the top-k.
+                thr = -np.inf
+                if n_blocks > k_top:
+                    # groups are the residues mod n_blocks: an element-wise running max over
+                    # contiguous stripes, which vectorises
                     for j in range(n_blocks):
+                        gmax[j] = buf[j]
+                    n_full = n_scen // n_blocks
+                    for i in range(1, n_full):
+                        base = i * n_blocks
+                        for j in range(n_blocks):
+                            x = buf[base + j]
+                            gmax[j] = x if x > gmax[j] else gmax[j]
+                    base = n_full * n_blocks
+                    for j in range(n_scen - base):
                         x = buf[base + j]
                         gmax[j] = x if x > gmax[j] else gmax[j]
-                base = n_full * n_blocks
-                for j in range(n_scen - base):
-                    x = buf[base + j]
-                    gmax[j] = x if x > gmax[j] else gmax[j]
-                for j in range(k_top):
-                    bmax[j] = -np.inf
-                for j in range(n_blocks):
-                    _insert_top(bmax, k_top, gmax[j])
-                thr = bmax[k_top - 1]
-            for s in range(n_scen):
-                x = buf[s]
-                if x >= thr:
-                    _insert_top(top, k_top, x)
+                    for j in range(k_top):
+                        bmax[j] = -np.inf
+                    for j in range(n_blocks):
+                        _insert_top(bmax, k_top, gmax[j])
+                    thr = bmax[k_top - 1]
+                for s in range(n_scen):
+                    x = buf[s]
+                    if x >= thr:
+                        _insert_top(top, k_top, x)
             worst[a] = top[0]
             lo = top[var_lo_rank]
             hi = top[var_hi_rank]

@@ -73,3 +73,27 @@ def test_bad_csr_is_rejected() -> None:
         account_risk(np.array([0, 1]), np.array([2]), np.array([1.0]), pnl)
     with pytest.raises(InputError):
         account_risk(np.array([0, 1]), np.array([0.0]), np.array([1.0]), pnl)
+
+
+@pytest.mark.parametrize("kind", ["flat", "two_values", "one_spike"])
+def test_tail_bound_is_exact_on_degenerate_loss_vectors(kind: str) -> None:
+    # the fast path bounds the k-th largest loss from class maxima by bisection: ties and
+    # flat vectors must not lose a tail scenario
+    n_scen = 1000
+    pnl = np.zeros((n_scen, 3))
+    if kind == "flat":
+        pnl[:, 0] = -5.0
+    elif kind == "two_values":
+        pnl[::2, 0] = -1.0
+        pnl[1::2, 0] = -2.0
+    else:
+        pnl[:, 0] = -1.0
+        pnl[137, 0] = -100.0
+    pnl[:, 1] = np.linspace(-1.0, 1.0, n_scen)
+    ip = np.array([0, 1, 2, 4])
+    ins = np.array([0, 1, 0, 1])
+    q = np.array([1.0, 3.0, 2.0, -1.0])
+    got = account_risk(ip, ins, q, pnl)
+    ref = account_risk_reference(ip, ins, q, pnl)
+    for a, b in zip((got.worst_loss, got.var, got.es), ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
