@@ -31,6 +31,8 @@ from marginproof.backtest.portfolios import BookTemplate
 from marginproof.backtest.providers import MarginProvider
 from marginproof.engine.partition import partition_of
 
+_DEFAULT_CONFIG = BacktestConfig()
+
 
 @dataclass(frozen=True)
 class BacktestPart:
@@ -99,7 +101,7 @@ def merge(templates: Sequence[BookTemplate], parts: Sequence[BacktestPart]
 
 
 def run_local(path: MarketPath, templates: Sequence[BookTemplate], provider: MarginProvider,
-              n_partitions: int, config: BacktestConfig = BacktestConfig(),
+              n_partitions: int, config: BacktestConfig = _DEFAULT_CONFIG,
               start: str | None = None, end: str | None = None, keep_records: bool = True,
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The single-process reference run: every partition in turn, then :func:`merge`."""
@@ -110,7 +112,7 @@ def run_local(path: MarketPath, templates: Sequence[BookTemplate], provider: Mar
 
 def run_dask(client: Any, path: MarketPath, templates: Sequence[BookTemplate],
              provider: MarginProvider, n_partitions: int,
-             config: BacktestConfig = BacktestConfig(), start: str | None = None,
+             config: BacktestConfig = _DEFAULT_CONFIG, start: str | None = None,
              end: str | None = None, keep_records: bool = True,
              ) -> tuple[tuple[pd.DataFrame, pd.DataFrame], list[BacktestPart]]:
     """The same run on a Dask cluster: one task per partition.
