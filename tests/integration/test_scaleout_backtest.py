@@ -13,7 +13,14 @@ from marginproof.backtest.portfolios import portfolio_set
 from marginproof.feeds.history import load_market_history
 from marginproof.models.registry import model_class
 from marginproof.reports.history import daily_path
-from marginproof.scaleout.backtest import book_partitions, run_dask, run_local
+from marginproof.scaleout.backtest import (
+    book_partitions,
+    day_blocks,
+    run_dask,
+    run_dask_by_days,
+    run_local,
+    run_local_by_days,
+)
 
 UNDERLYINGS = ("BTC", "ETH")
 START, END = "2022-05-01", "2022-06-15"  # includes the LUNA/3AC drawdown
@@ -48,13 +55,33 @@ def test_partitioned_local_run_equals_the_plain_walk_forward(problem) -> None:  
     pd.testing.assert_frame_equal(r, records, check_exact=True)
 
 
-def test_dask_cluster_backtest_is_identical_to_single_process(problem) -> None:  # type: ignore[no-untyped-def]
+def test_day_blocks_cover_the_rows_in_order() -> None:
+    blocks = day_blocks(range(10, 33), 4)
+    assert [list(b) for b in blocks] == [list(range(10, 15)), list(range(15, 21)),
+                                         list(range(21, 27)), list(range(27, 33))]
+    assert day_blocks(range(5, 7), 4) == [range(5, 6), range(6, 7)]
+    assert day_blocks(range(3, 3), 2) == []
+
+
+def test_day_partitioned_local_run_equals_the_plain_walk_forward(problem) -> None:  # type: ignore[no-untyped-def]
+    path, model, templates, summary, records = problem
+    bt = run_local_by_days(path, templates, HistoryBatchProvider(model), 3, BacktestConfig(),
+                           START, END)
+    pd.testing.assert_frame_equal(bt.summary(), summary, check_exact=True)
+    pd.testing.assert_frame_equal(bt.records(), records, check_exact=True)
+
+
+def test_dask_cluster_backtests_are_identical_to_single_process(problem) -> None:  # type: ignore[no-untyped-def]
     path, model, templates, summary, records = problem
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}
                                   ) as cluster, distributed.Client(cluster) as client:
         (s, r), parts = run_dask(client, path, templates, HistoryBatchProvider(model), 2,
                                  BacktestConfig(), START, END)
+        bt = run_dask_by_days(client, path, templates, HistoryBatchProvider(model), 4,
+                              BacktestConfig(), START, END)
     assert len(parts) == 2
     pd.testing.assert_frame_equal(s, summary, check_exact=True)
     pd.testing.assert_frame_equal(r, records, check_exact=True)
+    pd.testing.assert_frame_equal(bt.summary(), summary, check_exact=True)
+    pd.testing.assert_frame_equal(bt.records(), records, check_exact=True)

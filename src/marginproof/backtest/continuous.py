@@ -260,6 +260,46 @@ class _Pending:
     margins: DayMargins
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What settling one as-of row adds to the statistics, per book, shape (n_books,) each.
+
+    Computed by :func:`settlement` (pure: the day's margins and the realised P&L), applied in
+    row order by :meth:`ContinuousBacktest.apply`. Splitting the two lets the expensive part
+    (margining a day) run anywhere, e.g. on other processes for other days, while the
+    sequential statistics stay in one place.
+    """
+
+    row: int
+    date: str
+    margin: FloatArray
+    loss: FloatArray
+    gross_notional_usd: FloatArray
+    var: FloatArray | None
+    es: FloatArray | None
+    u: FloatArray | None
+
+
+def settlement(path: MarketPath, row: int, books: DayBooks, margins: DayMargins,
+               horizon_days: int) -> Settlement:
+    """Settle as-of ``row``: realised loss over ``horizon_days`` rows and the u values."""
+    loss = -books.pnl_usd(path, row + horizon_days)
+    return Settlement(row, as_day(path.times[row]), margins.margin, loss,
+                      books.gross_notional_usd, margins.var, margins.es,
+                      du_u(margins.scenario_losses, loss))
+
+
+def margin_rows(path: MarketPath, table: TemplateTable, provider: MarginProvider,
+                rows: range, horizon_days: int) -> list[Settlement]:
+    """Margin and settle the as-of ``rows`` (each row sees the path truncated at it)."""
+    out = []
+    for i in rows:
+        books = instantiate(table, path, i)
+        out.append(settlement(path, i, books, provider.day_margins(path.upto(i), books),
+                              horizon_days))
+    return out
+
+
 class ContinuousBacktest:
     """Incremental walk-forward of one provider over a fixed set of book templates.
 
@@ -300,34 +340,53 @@ class ContinuousBacktest:
 
     def _settle(self, path: MarketPath, p: _Pending) -> None:
         t0 = self._clock()
-        h = self.config.horizon_days
-        pnl = p.books.pnl_usd(path, p.row + h)
-        loss = -pnl
-        dm = p.margins
-        u = du_u(dm.scenario_losses, loss)
-        self.acc.add(dm.margin, loss, p.books.gross_notional_usd, dm.var, dm.es, u)
-        if self.keep_records:
-            d = as_day(path.times[p.row])
-            for k in np.flatnonzero(np.isfinite(dm.margin) & np.isfinite(loss)):
-                self._records.append({
-                    "date": d, "portfolio": self.templates[k].name,
-                    "category": self.templates[k].category, "model": self.provider.name,
-                    "margin_usd": float(dm.margin[k]), "loss_usd": float(loss[k]),
-                    "exception": bool(loss[k] > dm.margin[k]),
-                    "var_usd": float(dm.var[k]) if dm.var is not None else math.nan,
-                    "es_usd": float(dm.es[k]) if dm.es is not None else math.nan,
-                    "u": float(u[k]) if u is not None else math.nan,
-                    "gross_notional_usd": float(p.books.gross_notional_usd[k]),
-                })
+        self.apply(settlement(path, p.row, p.books, p.margins, self.config.horizon_days),
+                   timed=False)
         self.timings["settle_s"] += self._clock() - t0
+
+    def apply(self, st: Settlement, timed: bool = True) -> None:
+        """Add one settled row to the statistics (rows must come in order)."""
+        t0 = self._clock()
+        loss = st.loss
+        self.acc.add(st.margin, loss, st.gross_notional_usd, st.var, st.es, st.u)
+        if self.keep_records:
+            for k in np.flatnonzero(np.isfinite(st.margin) & np.isfinite(loss)):
+                self._records.append({
+                    "date": st.date, "portfolio": self.templates[k].name,
+                    "category": self.templates[k].category, "model": self.provider.name,
+                    "margin_usd": float(st.margin[k]), "loss_usd": float(loss[k]),
+                    "exception": bool(loss[k] > st.margin[k]),
+                    "var_usd": float(st.var[k]) if st.var is not None else math.nan,
+                    "es_usd": float(st.es[k]) if st.es is not None else math.nan,
+                    "u": float(st.u[k]) if st.u is not None else math.nan,
+                    "gross_notional_usd": float(st.gross_notional_usd[k]),
+                })
+        if timed:
+            self.timings["settle_s"] += self._clock() - t0
+
+    def rows_to_margin(self, path: MarketPath) -> range:
+        """As-of rows :meth:`update` would margin next on ``path`` (all settle within it)."""
+        h = self.config.horizon_days
+        last = len(path) - 1
+        stop = last - h if self.end_row is None else min(last - h, int(self.end_row))
+        return range(self.next_row, max(self.next_row, stop + 1))
+
+    def apply_rows(self, settlements: list[Settlement]) -> None:
+        """Apply the settlements of the next rows, margined elsewhere (in row order)."""
+        for st in settlements:
+            if st.row != self.next_row or self.pending:
+                raise ValueError(f"settlements: expected row {self.next_row}, got {st.row}")
+            self.apply(st)
+            self.next_row += 1
 
     def update(self, path: MarketPath, progress: Callable[[int, int], None] | None = None
                ) -> int:
         """Margin new rows and settle what has matured; returns the number of settled rows."""
         h = self.config.horizon_days
         last = len(path) - 1
-        stop = last - h if self.end_row is None else min(last - h, int(self.end_row))
-        todo = max(0, stop - self.next_row + 1)
+        rows = self.rows_to_margin(path)
+        stop = rows.stop - 1
+        todo = len(rows)
         done = 0
         settled = 0
         while self.next_row <= stop:
