@@ -67,6 +67,72 @@ def pad_scenarios(unit_pnl: NDArray[np.floating]) -> NDArray[np.floating]:
     return out
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _segment_worst(table: NDArray[np.floating], n_scen: int, p0: int, p1: int,
+                   inst_idx: NDArray[np.int32], qty: NDArray[np.floating],
+                   acc: NDArray[np.floating], lane: NDArray[np.floating]) -> tuple[float, int]:
+    """Worst scenario P&L of positions ``p0:p1`` and its first scenario (see the kernels).
+
+    ``acc`` (SCENARIO_BLOCK,) and ``lane`` (SCENARIO_BLOCK // 2,) are scratch buffers.
+    """
+    n_blocks = table.shape[1] // SCENARIO_BLOCK
+    worst = table[0, 0]
+    arg = -1
+    for b in range(n_blocks):
+        o = b * SCENARIO_BLOCK
+        q = qty[p0]
+        row = table[inst_idx[p0]]
+        for j in range(SCENARIO_BLOCK):
+            acc[j] = q * row[o + j]
+        for p in range(p0 + 1, p1):
+            q = qty[p]
+            row = table[inst_idx[p]]
+            for j in range(SCENARIO_BLOCK):
+                acc[j] += q * row[o + j]
+        # tree reduction 64 -> 32 -> 16 -> 8 lanes (vector selects), then 8 -> 1
+        for k in range(_HALF_BLOCK):
+            x = acc[k]
+            y = acc[k + _HALF_BLOCK]
+            lane[k] = x if x < y else y
+        for k in range(16):
+            x = lane[k]
+            y = lane[k + 16]
+            lane[k] = x if x < y else y
+        for k in range(8):
+            x = lane[k]
+            y = lane[k + 8]
+            lane[k] = x if x < y else y
+        x = lane[0] if lane[0] < lane[4] else lane[4]
+        y = lane[1] if lane[1] < lane[5] else lane[5]
+        z = lane[2] if lane[2] < lane[6] else lane[6]
+        u = lane[3] if lane[3] < lane[7] else lane[7]
+        x = x if x < z else z
+        y = y if y < u else u
+        bw = x if x < y else y
+        if arg < 0 or bw < worst:
+            # first column of the block reaching its minimum: lowest set bit
+            bits = np.uint64(0)
+            for j in range(SCENARIO_BLOCK):
+                bits |= np.uint64(acc[j] == bw) << np.uint64(j)
+            worst = bw
+            arg = o + _lowest_set_bit(bits)
+    if arg >= n_scen:
+        # the minimum sits in zero padding (every real scenario gains): loss is 0;
+        # name the least-gaining real scenario, as the plain twin does
+        arg = 0
+        best = table[inst_idx[p0], 0] * qty[p0]
+        for p in range(p0 + 1, p1):
+            best += table[inst_idx[p], 0] * qty[p]
+        for j in range(1, n_scen):
+            v = table[inst_idx[p0], j] * qty[p0]
+            for p in range(p0 + 1, p1):
+                v += table[inst_idx[p], j] * qty[p]
+            if v < best:
+                best = v
+                arg = j
+    return worst, arg
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def segment_worst_loss_padded(
     table: NDArray[np.floating], n_scen: int, seg_ptr: NDArray[np.int64],
@@ -101,7 +167,6 @@ def segment_worst_loss_padded(
     """
     n_seg = seg_ptr.shape[0] - 1
     n_pos = inst_idx.shape[0]
-    n_blocks = table.shape[1] // SCENARIO_BLOCK
     n_chunks = min(n_seg, 256) if n_seg > 0 else 1
     step = (n_seg + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
@@ -123,63 +188,71 @@ def segment_worst_loss_padded(
             mw = min_weight[p0] * qty[p0]
             for p in range(p0 + 1, p1):
                 mw += min_weight[p] * qty[p]
-            worst = table[0, 0]
-            arg = -1
-            for b in range(n_blocks):
-                o = b * SCENARIO_BLOCK
-                q = qty[p0]
-                row = table[inst_idx[p0]]
-                for j in range(SCENARIO_BLOCK):
-                    acc[j] = q * row[o + j]
-                for p in range(p0 + 1, p1):
-                    q = qty[p]
-                    row = table[inst_idx[p]]
-                    for j in range(SCENARIO_BLOCK):
-                        acc[j] += q * row[o + j]
-                # tree reduction 64 -> 32 -> 16 -> 8 lanes (vector selects), then 8 -> 1
-                for k in range(_HALF_BLOCK):
-                    x = acc[k]
-                    y = acc[k + _HALF_BLOCK]
-                    lane[k] = x if x < y else y
-                for k in range(16):
-                    x = lane[k]
-                    y = lane[k + 16]
-                    lane[k] = x if x < y else y
-                for k in range(8):
-                    x = lane[k]
-                    y = lane[k + 8]
-                    lane[k] = x if x < y else y
-                x = lane[0] if lane[0] < lane[4] else lane[4]
-                y = lane[1] if lane[1] < lane[5] else lane[5]
-                z = lane[2] if lane[2] < lane[6] else lane[6]
-                u = lane[3] if lane[3] < lane[7] else lane[7]
-                x = x if x < z else z
-                y = y if y < u else u
-                bw = x if x < y else y
-                if arg < 0 or bw < worst:
-                    # first column of the block reaching its minimum: lowest set bit
-                    bits = np.uint64(0)
-                    for j in range(SCENARIO_BLOCK):
-                        bits |= np.uint64(acc[j] == bw) << np.uint64(j)
-                    worst = bw
-                    arg = o + _lowest_set_bit(bits)
-            if arg >= n_scen:
-                # the minimum sits in zero padding (every real scenario gains): loss is 0;
-                # name the least-gaining real scenario, as the plain twin does
-                arg = 0
-                best = table[inst_idx[p0], 0] * qty[p0]
-                for p in range(p0 + 1, p1):
-                    best += table[inst_idx[p], 0] * qty[p]
-                for j in range(1, n_scen):
-                    v = table[inst_idx[p0], j] * qty[p0]
-                    for p in range(p0 + 1, p1):
-                        v += table[inst_idx[p], j] * qty[p]
-                    if v < best:
-                        best = v
-                        arg = j
+            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc, lane)
             out_loss[s] = max(0.0, -float(worst))
             out_arg[s] = arg
             out_min[s] = max(0.0, -float(mw))
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def account_grid_margin_padded(
+    table: NDArray[np.floating], n_scen: int, seg_ptr: NDArray[np.int64],
+    seg_account: NDArray[np.int64], inst_idx: NDArray[np.int32], qty: NDArray[np.floating],
+    inst_min_weight: NDArray[np.floating], out_im: NDArray[np.float64],
+    out_arg: NDArray[np.int32],
+) -> None:
+    """Grid IM of every account in one pass: :func:`segment_worst_loss_padded` fused with the
+    per-account sum (no per-position weight gather, no bincount).
+
+    Work is cut at account boundaries, so each account is summed by one thread, its segments
+    in order: the result equals ``bincount(seg_account, max(loss, min))`` bit for bit.
+
+    Parameters
+    ----------
+    table : ndarray, shape (n_instruments, n_padded)
+    n_scen : int
+    seg_ptr : int64 array, shape (n_segments + 1,)
+    seg_account : int64 array, shape (n_segments,)
+        Account of each segment, non-decreasing.
+    inst_idx : int32 array, shape (n_positions,)
+    qty : array, shape (n_positions,), table's dtype
+    inst_min_weight : array, shape (n_instruments,), table's dtype
+        ``rate * index`` for options, 0 otherwise.
+    out_im : float64 array, shape (n_accounts,)
+    out_arg : int32 array, shape (n_segments,)
+        Binding scenario of each segment.
+    """
+    n_seg = seg_ptr.shape[0] - 1
+    n_pos = inst_idx.shape[0]
+    for a in prange(out_im.shape[0]):
+        out_im[a] = 0.0
+    n_chunks = min(n_seg, 256) if n_seg > 0 else 1
+    step = (n_seg + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        acc = carray(stack_empty(SCENARIO_BLOCK, table.dtype), (SCENARIO_BLOCK,))
+        lane = carray(stack_empty(_HALF_BLOCK, table.dtype), (_HALF_BLOCK,))
+        lo = min(n_seg, c * step)
+        hi = min(n_seg, lo + step)
+        # move both ends to account boundaries: an account belongs to the chunk holding its
+        # first segment
+        while 0 < lo < n_seg and seg_account[lo] == seg_account[lo - 1]:
+            lo += 1
+        while 0 < hi < n_seg and seg_account[hi] == seg_account[hi - 1]:
+            hi += 1
+        for s in range(lo, hi):
+            p0 = seg_ptr[s]
+            p1 = seg_ptr[s + 1]
+            if p1 == p0:
+                out_arg[s] = 0
+                continue
+            for p in range(p0, p1):
+                prefetch_block(table, inst_idx[min(p + PREFETCH_AHEAD, n_pos - 1)])
+            mw = inst_min_weight[inst_idx[p0]] * qty[p0]
+            for p in range(p0 + 1, p1):
+                mw += inst_min_weight[inst_idx[p]] * qty[p]
+            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc, lane)
+            out_arg[s] = arg
+            out_im[seg_account[s]] += max(max(0.0, -float(worst)), max(0.0, -float(mw)))
 
 
 def segment_worst_loss(
@@ -315,16 +388,15 @@ def grid_margin_batch(model: GridModel, instruments: ResolvedBook, book: CsrBook
     if model.params["grid"].get("cross_underlying_offset", False):
         raise ValueError("batch kernel implements the per-underlying (no offset) grid")
     up = instrument_unit_pnl(model, instruments) if unit_pnl is None else unit_pnl
+    if n_scenarios is None:
+        n_scenarios = up.shape[1]
+    if up.shape[1] % SCENARIO_BLOCK or not up.flags.c_contiguous:
+        up = pad_scenarios(up[:, :n_scenarios])
     rate = float(model.params.get("minimums", {}).get("short_option_rate", 0.0))
-    w_inst = np.where(instruments.is_option, rate * instruments.index, 0.0)
-    min_weight = w_inst[book.inst_idx].astype(up.dtype)
-    n_seg = len(book.seg_ptr) - 1
-    loss = np.empty(n_seg)
-    arg = np.empty(n_seg, np.int32)
-    mins = np.empty(n_seg)
-    segment_worst_loss(up, book.seg_ptr, book.inst_idx, book.qty, min_weight, loss, arg, mins,
-                       n_scenarios=n_scenarios)
-    req = np.maximum(loss, mins)
-    im = np.bincount(book.seg_account, weights=req, minlength=book.n_accounts).astype(np.float64)
+    w_inst = np.where(instruments.is_option, rate * instruments.index, 0.0).astype(up.dtype)
+    arg = np.empty(len(book.seg_ptr) - 1, np.int32)
+    im = np.empty(book.n_accounts)
+    account_grid_margin_padded(up, n_scenarios, book.seg_ptr, book.seg_account, book.inst_idx,
+                               book.qty.astype(up.dtype, copy=False), w_inst, im, arg)
     mm = np.asarray(float(model.params["maintenance"]["mm_fraction"]) * im, dtype=np.float64)
     return BatchMargin(im, mm, arg, model.name, model.params_hash)

@@ -111,3 +111,19 @@ def test_padded_table_gives_the_same_result_as_the_plain_one() -> None:
 
 def plain_n(model: GridModel, inst: object) -> int:
     return int(instrument_unit_pnl(model, inst).shape[1])  # type: ignore[arg-type]
+
+
+def test_fused_account_kernel_equals_segments_plus_bincount_bit_for_bit() -> None:
+    _, inst, _, _, _, book = _setup(n_acc=3000)
+    model = GridModel()
+    for up in (instrument_unit_pnl(model, inst), instrument_unit_pnl(model, inst, np.float32)):
+        w = np.where(inst.is_option, 0.01 * inst.index, 0.0)
+        n = len(book.seg_ptr) - 1
+        loss, arg, mins = np.empty(n), np.empty(n, np.int32), np.empty(n)
+        segment_worst_loss(up, book.seg_ptr, book.inst_idx, book.qty, w[book.inst_idx], loss,
+                           arg, mins)
+        expected = np.bincount(book.seg_account, weights=np.maximum(loss, mins),
+                               minlength=book.n_accounts)
+        got = grid_margin_batch(model, inst, book, up)
+        assert got.initial_margin.tobytes() == expected.tobytes()
+        np.testing.assert_array_equal(got.segment_worst_scenario, arg)
