@@ -1,7 +1,8 @@
 """Per-account FHS tail risk for many accounts: compiled CSR kernel vs the naive loop.
 
-Workload (issue 5 target): 1,000,000 accounts x 1,000 FHS scenarios; worst loss, VaR 0.99
-(numpy linear) and ES 0.975 (Acerbi-Tasche) per account; target < 3 s. The per-instrument
+Workload (issue 9 target): 1,000,000 accounts x 1,000 FHS scenarios; worst loss, VaR 0.99
+(numpy linear) and ES 0.975 (Acerbi-Tasche) per account; target <= 1.8 s and >= 30x the naive
+loop. The per-instrument
 scenario P&L comes from the real ``fhs`` model (window 1,000 joint BTC/ETH returns and ATM-IV
 changes as of 2022-04-14, full Black-76 revaluation of every live option of the shipped
 2022-04-15 Deribit chain plus spot and perpetuals), stored float32. Accounts hold 1..8
@@ -143,11 +144,12 @@ def main() -> dict[str, float]:
           f"{n_inst} instruments ({len(names) - 4} options)")
     print(f"  set-up (history, revaluation, CSR)   {t_setup:.2f} s (not timed below)")
     print(f"  instrument revaluation (FHS, B-76)   {t_rev * 1e3:.0f} ms")
-    print(f"  kernel float32 P&L (f64 accumulate)  {t32:.2f} s   target < 3 s: "
-          f"{'met' if t32 < 3.0 else 'NOT met'}")
+    print(f"  kernel float32 P&L (f64 accumulate)  {t32:.2f} s   target <= 1.8 s: "
+          f"{'met' if t32 <= 1.8 else 'NOT met'}")
     print(f"  kernel float64 P&L                   {t64:.2f} s")
     print(f"  naive per-account np.quantile loop   {t_naive:.0f} s "
-          f"(measured on {m:,} accounts, extrapolated) -> {t_naive / t32:.0f}x")
+          f"(measured on {m:,} accounts, extrapolated) -> {t_naive / t32:.0f}x (target >= 30x: "
+          f"{'met' if t_naive / t32 >= 30 else 'NOT met'})")
     print(f"  dense numpy (matmul + quantile)      {t_dense:.1f} s "
           f"(measured on {md:,} accounts, extrapolated) -> {t_dense / t32:.1f}x")
     print(f"  multiply-add rate {res['gflops_multiply_add']:.1f} GFLOP/s = "
