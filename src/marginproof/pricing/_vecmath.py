@@ -24,6 +24,9 @@ branch) before every division, which stops vectorisation. Inputs outside the doc
 domains (NaN, inf, zero or negative ``log`` arguments) give unspecified finite or NaN results:
 callers must route such lanes elsewhere.
 
+Numba's on-disk cache of the kernels that inline these functions is keyed by the kernels' own
+source file only: after editing this file, delete ``pricing/__pycache__/*.nbi`` and ``*.nbc``.
+
 With ``MARGINPROOF_DISABLE_NUMBA=1`` the bit casts and fma fall back to plain Python (struct
 and exact rationals), so the same code runs interpreted.
 """
