@@ -3,6 +3,11 @@
 We use the library (a faithful port of Jäckel's reference code, machine-precision in two
 iterations, robust deep in/out of the money and near expiry) rather than a home-made solver.
 Prices outside the no-arbitrage bounds give NaN, never a number.
+
+:func:`implied_vol_one` calls the library as plain Python (~30 us per option): it is the
+reference. :func:`implied_vol` (arrays) runs the *same library code* numba-compiled in
+parallel (:mod:`marginproof.pricing._iv_kernel`, ~30x-100x faster per option); tests check the
+two agree to ~1e-12 relative and give NaN at the same places.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import math
 import numpy as np
 import py_lets_be_rational as lbr
 from numpy.typing import ArrayLike, NDArray
+
+from marginproof.pricing import _iv_kernel
 
 
 def implied_vol_one(
@@ -49,7 +56,47 @@ def implied_vol(
     price: ArrayLike, forward: ArrayLike, strike: ArrayLike, t_years: ArrayLike,
     is_call: ArrayLike, discount: ArrayLike = 1.0,
 ) -> NDArray[np.float64]:
-    """Vectorised :func:`implied_vol_one` over broadcast inputs; NaN where no vol exists."""
+    """Vectorised :func:`implied_vol_one` over broadcast inputs; NaN where no vol exists.
+
+    Parameters
+    ----------
+    price : array_like
+        Discounted option prices (USD), broadcast with the other inputs.
+    forward, strike : array_like
+        Forward and strike (USD).
+    t_years : array_like
+        Time to expiry in years.
+    is_call : array_like of bool
+        True for calls, False for puts.
+    discount : array_like, default 1.0
+        Discount factor to expiry.
+
+    Returns
+    -------
+    ndarray of float64, shape = the broadcast shape of the inputs
+        Implied vols per year (decimal); NaN outside the no-arbitrage bounds, on non-finite
+        or non-positive forward/strike/time/discount, or where no vol exists.
+
+    Notes
+    -----
+    Compiled and parallel (numba); element by element equal to :func:`implied_vol_one`
+    (the same library code, see :mod:`marginproof.pricing._iv_kernel`).
+    """
+    b = np.broadcast_arrays(
+        np.asarray(price, float), np.asarray(forward, float), np.asarray(strike, float),
+        np.asarray(t_years, float), np.asarray(is_call, bool), np.asarray(discount, float),
+    )
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in b]
+    out = np.empty(flat[0].shape[0], dtype=np.float64)
+    _iv_kernel.iv_array(flat[0], flat[1], flat[2], flat[3], flat[4], flat[5], out)
+    return out.reshape(b[0].shape)
+
+
+def implied_vol_reference(
+    price: ArrayLike, forward: ArrayLike, strike: ArrayLike, t_years: ArrayLike,
+    is_call: ArrayLike, discount: ArrayLike = 1.0,
+) -> NDArray[np.float64]:
+    """Plain-Python twin of :func:`implied_vol`: :func:`implied_vol_one` in a loop (slow)."""
     b = np.broadcast_arrays(
         np.asarray(price, float), np.asarray(forward, float), np.asarray(strike, float),
         np.asarray(t_years, float), np.asarray(is_call, bool), np.asarray(discount, float),
