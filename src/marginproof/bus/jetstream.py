@@ -129,6 +129,14 @@ class NatsBus:
         info = await self._js.consumer_info(self.stream, durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
+    async def delete_consumer(self, durable: str) -> bool:
+        """Remove durable consumer ``durable`` if it exists (its successor starts afresh)."""
+        try:
+            await self._js.delete_consumer(self.stream, durable)
+        except NotFoundError:
+            return False
+        return True
+
     async def delete_stream(self) -> None:
         """Remove the stream (tests)."""
         with contextlib.suppress(NotFoundError):

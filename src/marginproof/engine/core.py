@@ -349,6 +349,27 @@ class MarginEngine:
         return out
 
     # -- entry point -------------------------------------------------------------------------
+    def skip_to(self, seq: int, clock_ms: int) -> None:
+        """Advance past entries ``last_seq + 1 .. seq`` that were routed to other partitions.
+
+        Only valid for entries this engine would ignore: account entries of accounts it does
+        not own that activate no parameters and pass validation (the streaming router,
+        :mod:`marginproof.scaleout.stream`, sends every other entry to every partition).
+        Applying such an entry would only advance ``last_seq`` and the log clock, so this is
+        exactly equivalent.
+
+        Parameters
+        ----------
+        seq : int
+            Last skipped sequence number (>= ``last_seq``).
+        clock_ms : int
+            The log clock (maximum ``logged_at_ms``) after the skipped entries.
+        """
+        if seq < self.last_seq:
+            raise ValueError(f"cannot skip back to {seq} from {self.last_seq}")
+        self.last_seq = seq
+        self.clock_ms = max(self.clock_ms, int(clock_ms))
+
     def apply(self, entry: LogEntry) -> EngineOutput:
         """Apply one input-log entry (in ``seq`` order) and return what it produced.
 
