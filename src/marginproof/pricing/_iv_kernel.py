@@ -29,6 +29,12 @@ mapped to NaN, as the reference wrapper does with exceptions. The only raise lef
 library code (``AboveMaximumException`` when the normalised price reaches ``exp(x/2)``) is
 pre-checked with the same floating-point operations, so it is never reached.
 
+The two entry points are cached on disk by numba (``cache=True``), with the library code they
+call compiled in. numba keys that cache on *this* file only: after upgrading
+``py_lets_be_rational`` / ``cody_special`` / ``piecewise_rational``, clear
+``pricing/__pycache__/_iv_kernel.*.nb[ic]`` (the agreement tests against the plain-Python
+reference would flag a stale cache that changes results).
+
 Set ``MARGINPROOF_DISABLE_NUMBA=1`` to run the copy as plain Python (slow, for debugging).
 """
 
