@@ -21,10 +21,11 @@ import numpy as np
 from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _iv_bench import iv_report_lines, iv_throughput  # noqa: E402
 from _roofline import best_time, memory_bandwidth_gbs, write_json  # noqa: E402
 
 from marginproof.pricing import _black76_reference as ref  # noqa: E402
-from marginproof.pricing import _kernels, black76_greeks, implied_vol  # noqa: E402
+from marginproof.pricing import _kernels, black76_greeks  # noqa: E402
 from marginproof.pricing._vecmath import exp_neg_half_sq, log_pos, ncdf  # noqa: E402
 
 TARGET = 4e7  # options/s, issue 9
@@ -94,12 +95,8 @@ def main() -> dict[str, float]:
     bw = memory_bandwidth_gbs()
     bytes_per_option = 4 * 8 + 1 + 2 * 8 + 7 * 8  # f,k,t,s + call + d,r in; 7 outputs
     roofline_rate = bw * 1e9 / bytes_per_option
-    # implied vol (Jaeckel via py_lets_be_rational): scalar library, per option
-    mi = 2_000
-    prices = out[0, :mi]
-    t0 = time.perf_counter()
-    implied_vol(prices, f[:mi], k[:mi], t[:mi], c[:mi])
-    t_iv = (time.perf_counter() - t0) / mi
+    # implied vol: compiled Jaeckel (py_lets_be_rational, private jit copy) vs the library loop
+    iv = iv_throughput(min(n, 1_000_000))
     res = {
         "options": n,
         "kernel_options_per_s": n / t_kernel,
@@ -112,7 +109,7 @@ def main() -> dict[str, float]:
         "memory_bandwidth_gbs": bw,
         "roofline_options_per_s": roofline_rate,
         "fraction_of_bandwidth_roofline": (n / t_kernel) / roofline_rate,
-        "implied_vol_per_s": 1 / t_iv,
+        **iv,
         "transcendental_floor_options_per_s": n / t_floor,
         "fraction_of_transcendental_floor": t_floor / t_kernel,
         "vector_floor_options_per_s": n / t_vfloor,
@@ -139,7 +136,7 @@ def main() -> dict[str, float]:
     print(f"  new kernel's floor: 1 log + 2 exp + 2 N() per option, vectorised, 16 B/option "
           f"= {res['vector_floor_options_per_s']:.3e} options/s; kernel reaches "
           f"{res['fraction_of_vector_floor']:.0%} of it")
-    print(f"  implied vol (Jaeckel, lib)  {res['implied_vol_per_s']:.3e} options/s")
+    print("\n".join(iv_report_lines(iv)))
     print(f"  load average (1 min) at the end: {res['load_avg_1min']:.2f} on "
           f"{os.cpu_count()} cores")
     met = res["kernel_options_per_s"] >= TARGET
