@@ -25,7 +25,7 @@ from _roofline import flop_rate_gflops, memory_bandwidth_gbs  # noqa: E402
 
 # run with --quick unless --full: a full daily walk-forward of 1,000 books takes ~15 minutes,
 # the full service load test several minutes
-QUICK_BY_DEFAULT = {"bench_backtest", "bench_service"}
+QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
 # headline rows: (bench, label, key of the figure, unit, key of the naive ratio, key of roofline)
 HEADLINES = [
@@ -38,6 +38,8 @@ HEADLINES = [
     ("bench_grid", "grid margin, float64 reference kernel", "kernel_f64_s", "s", None, None),
     ("bench_scaleout", "Dask batch re-margin, 2 workers vs 1", "speedup_2_vs_1", "x", None,
      None),
+    ("bench_streaming", "streaming engine on NATS, ticks/s, 2 worker processes vs 1",
+     "speedup_2_vs_1", "x", None, None),
     ("bench_scaling", "log-log slope of cost vs accounts", "slope_accounts", "", None, None),
     ("bench_risk", "FHS worst + VaR 0.99 + ES 0.975, 1e6 accts x 1,000 scen, float32",
      "kernel_f32_s", "s", "speedup_vs_naive", "fraction_roofline_dram"),

@@ -218,9 +218,11 @@ class StreamWorker:
 async def run_worker(url: str, stream: str, prefix: str, partitions: Sequence[int],
                      n_partitions: int, report_path: Path | None = None,
                      report_accounts: bool = False, exit_on_stop: bool = False,
-                     ack_wait_s: float = 120.0) -> dict[str, Any]:
+                     ack_wait_s: float = 120.0, warm_up: bool = True) -> dict[str, Any]:
     """Run until a stop barrier (with ``exit_on_stop``), SIGTERM or SIGINT; returns the report."""
     state = WorkerState.build(partitions, n_partitions)
+    if warm_up:
+        _warm_up()
     bus = await NatsBus.connect(url, stream=stream, prefix=prefix, ack_wait_s=ack_wait_s)
     w = StreamWorker(bus, prefix, state, report_path, report_accounts, exit_on_stop)
     loop = asyncio.get_running_loop()
@@ -237,6 +239,13 @@ async def run_worker(url: str, stream: str, prefix: str, partitions: Sequence[in
     if w.failed is not None:
         raise RuntimeError(f"worker {w.name} failed") from w.failed
     return state.report(w.name, report_accounts)
+
+
+def _warm_up() -> None:
+    """Compile the pricing kernels (numba) on a throwaway engine before reporting ready."""
+    eng = MarginEngine(GridModel())
+    for e in synthetic_log(8, 2):
+        eng.apply(e)
 
 
 # -- publishing side ------------------------------------------------------------------------------
