@@ -4,12 +4,21 @@ import distributed
 import numpy as np
 
 from marginproof.instruments.resolved import resolve
-from marginproof.models.batch import CsrBook, grid_margin_batch, instrument_unit_pnl
+from marginproof.models.batch import (
+    CsrBook,
+    grid_margin_batch,
+    instrument_unit_pnl,
+    pad_scenarios,
+)
 from marginproof.models.grid import GridModel
 from marginproof.scaleout.batch import (
     account_partitions,
     build_partition,
+    margin_partition,
+    partition_summary,
+    placement_of,
     run_dask,
+    run_dask_cycle,
     run_local,
 )
 from marginproof.synthetic import option_universe, random_accounts
@@ -44,9 +53,19 @@ def test_dask_cluster_run_is_bit_identical_to_single_process() -> None:
     part_of = account_partitions(names, 4)
     parts = [build_partition(p, part_of, a, i, q, uni.underlying_of, w) for p in range(4)]
     ref_im, ref_mm = run_local(parts, up, 0.8, len(names))
+    local = [partition_summary(margin_partition(p, up, 0.8)) for p in parts]
+    pad = pad_scenarios(up)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}
-                                  ) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
         futs = client.scatter(parts)
         im, mm = run_dask(client, futs, up, 0.8, len(names))
+        cycle = run_dask_cycle(client, futs, pad, 0.8, len(names), up.shape[1],
+                               placement_of(client, futs))
+        im2, mm2 = cycle.fetch(client)
+        used = {w for ws in placement_of(client, futs).values() for w in ws}
     assert im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
+    assert im2.tobytes() == ref_im.tobytes() and mm2.tobytes() == ref_mm.tobytes()
+    # only the summaries crossed back, and they match the local run's digests
+    assert cycle.summaries == local
+    assert len(used) == 2
