@@ -12,7 +12,9 @@ from marginproof.models.batch import (
 )
 from marginproof.models.grid import GridModel
 from marginproof.scaleout.batch import (
+    DaskBatch,
     account_partitions,
+    balanced_placement,
     build_partition,
     margin_partition,
     partition_summary,
@@ -69,3 +71,37 @@ def test_dask_cluster_run_is_bit_identical_to_single_process() -> None:
     # only the summaries crossed back, and they match the local run's digests
     assert cycle.summaries == local
     assert len(used) == 2
+
+
+def test_partition_hosts_keep_results_and_match_single_process_for_1_and_2_workers() -> None:
+    uni, inst, model, up, a, i, q, names, w = _problem()
+    part_of = account_partitions(names, 5)
+    parts = [build_partition(p, part_of, a, i, q, uni.underlying_of, w) for p in range(5)]
+    ref_im, ref_mm = run_local(parts, up, 0.8, len(names))
+    local = [{"partition": p.partition, **partition_summary(margin_partition(p, up, 0.8))}
+             for p in parts]
+    for n_workers in (1, 2):
+        with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                      processes=True, dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            client.wait_for_workers(n_workers)
+            batch = DaskBatch.place(client, parts, len(names))
+            held = sorted(p for ps in batch.placement.values() for p in ps)
+            assert held == list(range(5)) and len(batch.placement) == n_workers
+            assert all(batch.placement.values())  # every worker holds partitions
+            s1 = batch.cycle(pad_scenarios(up), 0.8, up.shape[1])
+            s2 = batch.cycle(up, 0.8)  # unpadded table, second cycle: same results
+            im, mm = batch.fetch_results()
+        assert s1 == local and s2 == local
+        assert im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
+
+
+def test_balanced_placement_is_deterministic_and_balanced() -> None:
+    uni, inst, model, up, a, i, q, names, w = _problem()
+    part_of = account_partitions(names, 16)
+    parts = [build_partition(p, part_of, a, i, q, uni.underlying_of, w) for p in range(16)]
+    pl = balanced_placement(parts, ["tcp://b", "tcp://a"])
+    assert pl == balanced_placement(parts, ["tcp://a", "tcp://b"])
+    assert sorted(k for ks in pl.values() for k in ks) == list(range(16))
+    loads = [sum(parts[k].account_ids.shape[0] for k in ks) for ks in pl.values()]
+    assert max(loads) - min(loads) <= max(p.account_ids.shape[0] for p in parts)
