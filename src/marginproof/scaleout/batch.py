@@ -287,12 +287,17 @@ class DaskBatch:
     hop, no task graph), each host margins its partitions on one core, and only the
     per-partition summaries come back (``len(parts)`` small dicts). Full per-account arrays
     are fetched on demand (:meth:`fetch_results`). Placement is fixed at :meth:`place`.
+
+    Create the client with ``direct_to_workers=True`` so calls go straight to the workers
+    (otherwise Dask relays them, table included, through the scheduler). Dask binds an actor
+    handle to the *default* client: use one client per process while a batch is live.
     """
 
     def __init__(self, client: Any, hosts: dict[str, Any], placement: dict[str, list[int]],
-                 n_accounts: int) -> None:
+                 n_accounts: int, host_futures: list[Any] | None = None) -> None:
         self.client = client
         self.hosts = hosts
+        self._host_futures = host_futures or []  # keep the actors alive while we are
         self.placement = placement
         self.n_accounts = n_accounts
         self.cycle_no = 0
@@ -305,12 +310,12 @@ class DaskBatch:
         if not workers:
             raise RuntimeError("no Dask workers")
         by_worker = balanced_placement(parts, workers)
-        hosts = {w: client.submit(PartitionHost, actor=True, workers=[w],
-                                  allow_other_workers=False, pure=False).result()
-                 for w in workers}
+        futs = {w: client.submit(PartitionHost, actor=True, workers=[w],
+                                 allow_other_workers=False, pure=False) for w in workers}
+        hosts = {w: f.result() for w, f in futs.items()}
         loads = [hosts[w].load([parts[k] for k in ks]) for w, ks in by_worker.items()]
         placement = {w: f.result() for w, f in zip(by_worker, loads, strict=True)}
-        return cls(client, hosts, placement, n_accounts)
+        return cls(client, hosts, placement, n_accounts, list(futs.values()))
 
     def cycle(self, unit_pnl: NDArray[np.floating], mm_fraction: float,
               n_scenarios: int | None = None) -> list[dict[str, Any]]:
