@@ -51,7 +51,8 @@ from marginproof.synthetic import option_universe, random_accounts  # noqa: E402
 def main() -> dict[str, float]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rounds", type=int, default=None, help="timed cycles per worker count (two blocks of N/2)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="timed cycles per worker count (two blocks of N/2)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args()
     n_acc = 200_000 if args.quick else 1_000_000
