@@ -42,27 +42,15 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-if os.environ.get("MARGINPROOF_DISABLE_NUMBA") == "1":  # pragma: no cover - debugging aid
-
-    def njit(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-        def wrap(fn: F) -> F:
-            return fn
-
-        return wrap
-
-    prange = range
-else:
-    from numba import njit, prange
+# one switch for every pricing kernel (MARGINPROOF_DISABLE_NUMBA): the shim lives in _kernels
+from marginproof.pricing._kernels import njit, prange  # noqa: E402
 
 # By import_module: the packages shadow some submodules by functions of the same name
 # (``cody_special.erf_cody`` is the function erf_cody, not the module).
