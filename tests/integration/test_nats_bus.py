@@ -19,7 +19,7 @@ async def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
     end = asyncio.get_running_loop().time() + timeout_s
     while not cond():
         if asyncio.get_running_loop().time() > end:
-            raise AssertionError("condition not met in time")
+            raise AssertionError("condition not met in time")  # noqa: B904
         await asyncio.sleep(0.02)
 
 
@@ -128,6 +128,40 @@ def test_failing_handler_is_retried_and_idempotent_handling_applies_once(
             # an at-least-once redelivery of an already handled event changes nothing
             assert not pg_repo.mark_consumed("notifier", "ev-1")
             assert calls["n"] >= 2
+        finally:
+            await bus.delete_stream()
+            await bus.close()
+
+    _run(main())
+
+
+def test_ephemeral_consumer_deleted_during_a_slow_handler_is_recreated_without_loss(
+        nats_url: str, unique: str) -> None:
+    """A handler that outlives the server's idle limit for an ephemeral consumer used to leave
+    the subscriber pulling from a deleted consumer forever (silent timeouts): the loop must
+    notice, re-create it after the last handled message, and lose or repeat nothing."""
+    async def main() -> None:
+        bus = await NatsBus.connect(nats_url, stream=unique.upper(), prefix=unique)
+        bus.ephemeral_idle_s = 1.0
+        bus.consumer_check_s = 0.3
+        try:
+            got: list[str] = []
+
+            async def slow(m: Message) -> None:
+                if m.msg_id == "m0":
+                    await asyncio.sleep(2.5)  # > the idle limit: the server drops the consumer
+                got.append(m.msg_id)
+
+            sub = await bus.subscribe(f"{unique}.events.>", slow)
+            await bus.publish(f"{unique}.events.0.margin_batch", b"{}", "m0")
+            await _until(lambda: got == ["m0"])
+            await asyncio.sleep(1.5)  # let the server notice the idle consumer
+            for k in (1, 2, 3):
+                await bus.publish(f"{unique}.events.0.margin_batch", b"{}", f"m{k}")
+            await _until(lambda: len(got) >= 4, timeout_s=15)
+            await asyncio.sleep(0.3)
+            assert got == ["m0", "m1", "m2", "m3"]
+            assert sub.recreated >= 1
         finally:
             await bus.delete_stream()
             await bus.close()

@@ -4,18 +4,25 @@ One bus subscription serves every connection. With the in-process bus the publis
 :class:`MarginBatch` object itself arrives (no serialization): each subscribed account is
 looked up in it. With a network bus only the batch summary travels; the account's row is then
 read from storage. Account events (margin calls, liquidations) are forwarded as they are.
+Waiting for a row's commit happens in the fan-out's own task, never in the bus handler: a
+handler that blocks stops the subscription's pulls (and an idle ephemeral JetStream consumer is
+deleted by the server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections import defaultdict
 from typing import Any
 
 from marginproof.bus.base import Message
 from marginproof.engine.events import MarginBatch
 from marginproof.engine.partition import partition_of
+
+log = logging.getLogger(__name__)
 
 
 class Fanout:
@@ -27,13 +34,21 @@ class Fanout:
         self.n_partitions = n_partitions
         self.listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._sub: Any = None
+        self._pending: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._busy = False
+        self._worker: asyncio.Task[None] | None = None
 
     async def start(self, bus: Any) -> None:
+        self._worker = asyncio.create_task(self._deliver_in_order(), name="fanout-delivery")
         self._sub = await bus.subscribe(f"{self.prefix}.events.>", self.on_message)
 
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
 
     def subscribe(self, account_id: str) -> asyncio.Queue[dict[str, Any]]:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
@@ -54,6 +69,7 @@ class Fanout:
             q.put_nowait(item)
 
     async def on_message(self, msg: Message) -> None:
+        log.debug("bus message %s (%d listening accounts)", msg.subject, len(self.listeners))
         if not self.listeners:
             return
         if msg.subject.endswith(".margin_batch"):
@@ -65,24 +81,8 @@ class Fanout:
                         self._put(acc, {"type": "margin", **batch.row(i)})
                 return
             summary = json.loads(msg.data)
-            seq = int(summary.get("seq", 0))
-            for acc in list(self.listeners):
-                if partition_of(acc, self.n_partitions) != summary.get("partition"):
-                    continue
-                # the summary is published before its rows are committed (at-least-once
-                # order): wait briefly for the commit, then send the row if it moved
-                for _ in range(100):
-                    row = await asyncio.to_thread(self.repo.latest_margin, acc)
-                    if row is not None and row["seq"] >= seq:
-                        break
-                    last = await asyncio.to_thread(self.repo.checkpoint,
-                                                   f"engine-p{summary.get('partition')}of"
-                                                   f"{self.n_partitions}")
-                    if last >= seq:
-                        break  # committed, and this account was not in the batch
-                    await asyncio.sleep(0.05)
-                if row is not None and row["seq"] == seq:
-                    self._put(acc, {"type": "margin", **row})
+            if isinstance(summary, dict):
+                self._pending.put_nowait(("summary", summary))  # rows: _deliver_in_order
             return
         try:
             ev = json.loads(msg.data)
@@ -90,4 +90,46 @@ class Fanout:
             return
         target = ev.get("account_id") if isinstance(ev, dict) else None
         if isinstance(target, str) and target in self.listeners:
-            self._put(target, ev)
+            if self._pending.empty() and not self._busy:
+                self._put(target, ev)
+            else:  # behind a summary whose row is not sent yet: keep the bus order
+                self._pending.put_nowait(("event", ev))
+
+    async def _deliver_in_order(self) -> None:
+        """Send each listening account its row of every summarised batch (and the events
+        queued behind one), in bus order."""
+        while True:
+            kind, item = await self._pending.get()
+            self._busy = True
+            try:
+                if kind == "summary":
+                    await self._deliver(item)
+                elif isinstance(item.get("account_id"), str):
+                    self._put(item["account_id"], item)
+            except Exception:  # storage hiccup: this update is skipped, the stream goes on
+                log.exception("fan-out of %s %s failed", kind, item.get("seq"))
+            finally:
+                self._busy = False
+
+    async def _deliver(self, summary: dict[str, Any]) -> None:
+        seq = int(summary.get("seq", 0))
+        for acc in list(self.listeners):
+            if partition_of(acc, self.n_partitions) != summary.get("partition"):
+                continue
+            # the summary is published before its rows are committed (at-least-once order):
+            # wait for the commit (up to ~30 s), then send the row if this batch moved it
+            row = None
+            for _ in range(600):
+                row = await asyncio.to_thread(self.repo.latest_margin, acc)
+                if row is not None and row["seq"] >= seq:
+                    break
+                last = await asyncio.to_thread(self.repo.checkpoint,
+                                               f"engine-p{summary.get('partition')}of"
+                                               f"{self.n_partitions}")
+                if last >= seq:
+                    break  # committed, and this account was not in the batch
+                await asyncio.sleep(0.05)
+            log.debug("batch %d for %s: latest row seq %s", seq, acc,
+                      None if row is None else row["seq"])
+            if row is not None and row["seq"] == seq:
+                self._put(acc, {"type": "margin", **row})
