@@ -84,9 +84,14 @@ def main() -> dict[str, float]:
 
     os.environ["NUMBA_NUM_THREADS"] = "1"  # inherited by the worker processes
     load_before = os.getloadavg()
-    t: dict[str, list[float]] = {"local": [], "1": [], "2": []}
+    # "1"/"2": table through the node's shared file (the default); "1s"/"2s": sent per call
+    keys = ("1", "2", "1s", "2s")
+    t: dict[str, list[float]] = {k: [] for k in ("local", *keys)}
+    # inside the workers, per cycle: the slowest worker's table copy, kernel and digests
+    inside: dict[str, dict[str, list[float]]] = {
+        k: {"table_s": [], "kernel_s": [], "digest_s": []} for k in keys}
     same = True
-    got: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    got: list[tuple[np.ndarray, np.ndarray]] = []
     threads: dict[str, int] = {}
     placement: dict[str, int] = {}
     per_block = max(1, rounds // 2)
@@ -95,58 +100,86 @@ def main() -> dict[str, float]:
                                       processes=True, dashboard_address=None) as cluster, \
                 distributed.Client(cluster, direct_to_workers=True) as client:
             client.wait_for_workers(n_workers)
-            batch = DaskBatch.place(client, parts, n_acc)
+            batches = {f"{n_workers}": DaskBatch.place(client, parts, n_acc),
+                       f"{n_workers}s": DaskBatch.place(client, parts, n_acc, share_table=False)}
             threads.update(client.run(numba.get_num_threads))
-            batch.cycle(table, 0.8, n_scen)  # warm-up: numba cache load, first calls
-            batch.cycle(table, 0.8, n_scen)
+            for batch in batches.values():
+                batch.cycle(table, 0.8, n_scen)  # warm-up: numba cache load, first calls
+                batch.cycle(table, 0.8, n_scen)
             for _ in range(per_block):
-                t0 = time.perf_counter()
-                s = batch.cycle(table, 0.8, n_scen)
-                t[str(n_workers)].append(time.perf_counter() - t0)
-                same = same and s == ref_sum
+                for key, batch in batches.items():  # interleaved: drifting load hits both
+                    t0 = time.perf_counter()
+                    s = batch.cycle(table, 0.8, n_scen)
+                    t[key].append(time.perf_counter() - t0)
+                    same = same and s == ref_sum
+                    tim = list(batch.timings().values())
+                    for part_name in inside[key]:
+                        inside[key][part_name].append(max(x[part_name] for x in tim))
                 t0 = time.perf_counter()
                 in_process()
                 t["local"].append(time.perf_counter() - t0)
-            got[n_workers] = batch.fetch_results()
+            for batch in batches.values():
+                got.append(batch.fetch_results())
+                batch.close()
             if n_workers == 2:
-                placement = {w: len(ps) for w, ps in batch.placement.items()}
+                placement = {w: len(ps) for w, ps in batches["2"].placement.items()}
+                shared_workers = len(batches["2"].same_node)
     load_after = os.getloadavg()
-    (im1, mm1), (im2, mm2) = got[1], got[2]
-    identical = (same and im1.tobytes() == ref_im.tobytes() and im2.tobytes() == ref_im.tobytes()
-                 and mm1.tobytes() == ref_mm.tobytes() and mm2.tobytes() == ref_mm.tobytes())
+    identical = same and all(im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
+                             for im, mm in got)
     med = {k: statistics.median(v) for k, v in t.items()}
     mn = {k: min(v) for k, v in t.items()}
-    half = len(t["1"]) // 2  # pair 1-worker block k with its neighbouring 2-worker block
-    pairs = list(zip(t["1"][:half], t["2"][:half], strict=True)) + list(
-        zip(t["1"][half:], t["2"][half:], strict=True))
-    paired = statistics.median(x / y for x, y in pairs)
-    speed = med["1"] / med["2"]
+
+    def paired(one: str, two: str) -> float:
+        half = len(t[one]) // 2  # pair 1-worker block k with its neighbouring 2-worker block
+        pairs = list(zip(t[one][:half], t[two][:half], strict=True)) + list(
+            zip(t[one][half:], t[two][half:], strict=True))
+        return statistics.median(x / y for x, y in pairs)
+
+    speed, speed_sent = med["1"] / med["2"], med["1s"] / med["2s"]
     res = {"accounts": n_acc, "partitions": n_parts, "cycles_per_config": len(t["1"]),
            "cycle_1_worker_s": med["1"], "cycle_2_workers_s": med["2"],
            "cycle_1_worker_min_s": mn["1"], "cycle_2_workers_min_s": mn["2"],
            "in_process_1_thread_s": med["local"], "in_process_1_thread_min_s": mn["local"],
            "speedup_2_vs_1": speed, "speedup_2_vs_1_min": mn["1"] / mn["2"],
-           "speedup_2_vs_1_paired_median": paired, "identical": float(identical),
+           "speedup_2_vs_1_paired_median": paired("1", "2"),
+           "cycle_1_worker_table_sent_s": med["1s"], "cycle_2_workers_table_sent_s": med["2s"],
+           "speedup_2_vs_1_table_sent": speed_sent,
+           "speedup_2_vs_1_table_sent_paired_median": paired("1s", "2s"),
+           "identical": float(identical),
            "load_avg_1min_before": load_before[0], "load_avg_1min_after": load_after[0]}
     print(f"Dask batch re-margin: {n_acc:,} accounts x {per} positions, {n_parts} partitions "
           f"(stable SHA-256 account hash), {n_inst:,} instruments x {n_scen} scenarios float32")
     print(f"  1 numba thread per worker process (workers report {sorted(set(threads.values()))})"
           f", 2-worker placement {sorted(placement.values())} partitions; blocks 1,2,2,1 workers x "
-          f"{per_block} cycles")
-    for k, label in (("local", "in-process, 1 thread (kernel only)"),
-                     ("1", "cycle, 1 worker"), ("2", "cycle, 2 workers")):
-        print(f"  {label:<36} median {med[k]*1e3:6.1f} ms   min {mn[k]*1e3:6.1f} ms")
-    print(f"  coordination per cycle (1 worker - in-process, medians) "
-          f"{(med['1'] - med['local'])*1e3:.1f} ms")
-    print(f"  speed-up 2 vs 1: {speed:.2f}x (medians), {mn['1']/mn['2']:.2f}x (minima), "
-          f"{paired:.2f}x (median of ratios of neighbouring blocks' cycles); target >= 1.6x: "
-          f"{'met' if speed >= 1.6 else 'NOT met'} (on medians)")
+          f"{per_block} cycles, the two table transports interleaved")
+    print(f"  {'in-process, 1 thread (kernel only)':<44} median {med['local']*1e3:6.1f} ms   "
+          f"min {mn['local']*1e3:6.1f} ms")
+    for k, label in (("1", "1 worker, table in node shared memory"),
+                     ("2", "2 workers, table in node shared memory"),
+                     ("1s", "1 worker, table sent with the call"),
+                     ("2s", "2 workers, table sent with the call")):
+        print(f"  {label:<44} median {med[k]*1e3:6.1f} ms   min {mn[k]*1e3:6.1f} ms")
+    print(f"  (2-worker shared-memory cycles: {shared_workers} of 2 workers read the driver's "
+          "/dev/shm table; the other path sends it to each worker)")
+    for k in keys:
+        ins = {n: statistics.median(v) for n, v in inside[k].items()}
+        res.update({f"inside_{k}_workers_{n}": v for n, v in ins.items()})
+        rest = med[k] - sum(ins.values())
+        print(f"  inside the slowest worker [{k:>2}] (medians): kernel "
+              f"{ins['kernel_s']*1e3:5.1f} ms, IM digests {ins['digest_s']*1e3:4.1f} ms, table "
+              f"{ins['table_s']*1e3:4.1f} ms; transport, calls, driver {rest*1e3:5.1f} ms")
+    print(f"  speed-up 2 vs 1, shared table: {speed:.2f}x (medians), {mn['1']/mn['2']:.2f}x "
+          f"(minima), {paired('1', '2'):.2f}x (median of ratios of neighbouring blocks' cycles);"
+          f" target >= 1.6x: {'met' if speed >= 1.6 else 'NOT met'} (on medians)")
+    print(f"  speed-up 2 vs 1, table sent:   {speed_sent:.2f}x (medians), "
+          f"{mn['1s']/mn['2s']:.2f}x (minima), {paired('1s', '2s'):.2f}x (paired)")
     print(f"  load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           "(the benchmark itself adds ~1-2)")
-    print("  a cycle sends the scenario table to each worker and returns one summary per "
-          "partition; per-account results stay on the workers (fetched once, untimed)")
+    print("  a cycle returns one summary per partition; per-account results stay on the workers "
+          "(fetched once per batch, untimed)")
     print(f"  results identical to the single-process run (every cycle's digests, final "
-          f"arrays): {identical}")
+          f"arrays, both transports): {identical}")
     write_json(res, args.json)
     return res
 

@@ -18,9 +18,6 @@ from marginproof.scaleout.batch import (
     build_partition,
     margin_partition,
     partition_summary,
-    placement_of,
-    run_dask,
-    run_dask_cycle,
     run_local,
 )
 from marginproof.synthetic import option_universe, random_accounts
@@ -50,27 +47,30 @@ def test_partitioned_local_run_equals_unpartitioned_batch() -> None:
     assert np.all(np.isfinite(mm))
 
 
-def test_dask_cluster_run_is_bit_identical_to_single_process() -> None:
+def test_held_buffers_follow_each_new_table_and_fetched_results_do_not_change_later() -> None:
     uni, inst, model, up, a, i, q, names, w = _problem()
     part_of = account_partitions(names, 4)
     parts = [build_partition(p, part_of, a, i, q, uni.underlying_of, w) for p in range(4)]
-    ref_im, ref_mm = run_local(parts, up, 0.8, len(names))
-    local = [partition_summary(margin_partition(p, up, 0.8)) for p in parts]
-    pad = pad_scenarios(up)
+    up2 = (up * np.float32(1.5)).astype(np.float32)  # a new market: another table
+    ref1 = run_local(parts, up, 0.8, len(names))
+    ref2 = run_local(parts, up2, 0.8, len(names))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        futs = client.scatter(parts)
-        im, mm = run_dask(client, futs, up, 0.8, len(names))
-        cycle = run_dask_cycle(client, futs, pad, 0.8, len(names), up.shape[1],
-                               placement_of(client, futs))
-        im2, mm2 = cycle.fetch(client)
-        used = {w for ws in placement_of(client, futs).values() for w in ws}
-    assert im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
-    assert im2.tobytes() == ref_im.tobytes() and mm2.tobytes() == ref_mm.tobytes()
-    # only the summaries crossed back, and they match the local run's digests
-    assert cycle.summaries == local
-    assert len(used) == 2
+        client.wait_for_workers(2)
+        batch = DaskBatch.place(client, parts, len(names))
+        batch.cycle(up, 0.8)
+        first = batch.fetch_results()
+        s2 = batch.cycle(up2, 0.8)
+        second = batch.fetch_results()
+        batch.cycle(up, 0.8)
+        third = batch.fetch_results()
+    assert len(batch.placement) == 2 and all(batch.placement.values())
+    for got, ref in ((first, ref1), (second, ref2), (third, ref1)):
+        assert got[0].tobytes() == ref[0].tobytes() and got[1].tobytes() == ref[1].tobytes()
+    assert s2 == [{"partition": p.partition, **partition_summary(margin_partition(p, up2, 0.8))}
+                  for p in parts]
+    assert not np.array_equal(ref1[0], ref2[0])  # the second table really differs
 
 
 def test_partition_hosts_keep_results_and_match_single_process_for_1_and_2_workers() -> None:
@@ -85,15 +85,17 @@ def test_partition_hosts_keep_results_and_match_single_process_for_1_and_2_worke
                                       processes=True, dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
             client.wait_for_workers(n_workers)
-            batch = DaskBatch.place(client, parts, len(names))
-            held = sorted(p for ps in batch.placement.values() for p in ps)
-            assert held == list(range(5)) and len(batch.placement) == n_workers
-            assert all(batch.placement.values())  # every worker holds partitions
-            s1 = batch.cycle(pad_scenarios(up), 0.8, up.shape[1])
-            s2 = batch.cycle(up, 0.8)  # unpadded table, second cycle: same results
-            im, mm = batch.fetch_results()
-        assert s1 == local and s2 == local
-        assert im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
+            for share in (True, False):  # table via the node's shared file, or with the call
+                with DaskBatch.place(client, parts, len(names), share_table=share) as batch:
+                    held = sorted(p for ps in batch.placement.values() for p in ps)
+                    assert held == list(range(5)) and len(batch.placement) == n_workers
+                    assert all(batch.placement.values())  # every worker holds partitions
+                    assert batch.same_node == (set(batch.hosts) if share else set())
+                    s1 = batch.cycle(pad_scenarios(up), 0.8, up.shape[1])
+                    s2 = batch.cycle(up, 0.8)  # unpadded table, second cycle: same results
+                    im, mm = batch.fetch_results()
+                assert s1 == local and s2 == local
+                assert im.tobytes() == ref_im.tobytes() and mm.tobytes() == ref_mm.tobytes()
 
 
 def test_balanced_placement_is_deterministic_and_balanced() -> None:

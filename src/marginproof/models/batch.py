@@ -133,7 +133,7 @@ def _segment_worst(table: NDArray[np.floating], n_scen: int, p0: int, p1: int,
     return worst, arg
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def segment_worst_loss_padded(
     table: NDArray[np.floating], n_scen: int, seg_ptr: NDArray[np.int64],
     inst_idx: NDArray[np.int32], qty: NDArray[np.floating], min_weight: NDArray[np.floating],
@@ -194,7 +194,7 @@ def segment_worst_loss_padded(
             out_min[s] = max(0.0, -float(mw))
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def account_grid_margin_padded(
     table: NDArray[np.floating], n_scen: int, seg_ptr: NDArray[np.int64],
     seg_account: NDArray[np.int64], inst_idx: NDArray[np.int32], qty: NDArray[np.floating],

@@ -6,14 +6,16 @@ partition's positions live where its worker is (built once and kept: in producti
 loads its partition from storage); a re-margin *cycle* ships only the per-instrument scenario
 P&L table of the new market (n_instruments x n_scenarios, a few MB) and gets back one small
 summary per partition (account count, total IM, SHA-256 of the IM vector): the per-account
-results stay in worker memory (:class:`Cycle`) and are fetched only when asked for. The
-single-process path runs the very same partition function in a loop, so the
-two give identical numbers (tests assert bit equality).
+results stay in worker memory (:class:`PartitionHost`, one Dask actor per worker, driven by
+:class:`DaskBatch`) and are fetched only when asked for. The single-process path runs the very
+same partition function in a loop, so the two give identical numbers (tests assert bit
+equality).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,12 @@ from marginproof.models.batch import (
     CsrBook,
     account_grid_margin_padded,
     pad_scenarios,
+)
+from marginproof.scaleout.node_table import (
+    NodeTableReader,
+    NodeTableWriter,
+    node_id,
+    shm_dir,
 )
 
 
@@ -78,8 +86,9 @@ def margin_partition(part: Partition, unit_pnl: NDArray[np.floating], mm_fractio
     return part.account_ids, im, mm_fraction * im
 
 
-def partition_im(part: Partition, unit_pnl: NDArray[np.floating], n_scenarios: int
-                 ) -> NDArray[np.float64]:
+def partition_im(part: Partition, unit_pnl: NDArray[np.floating], n_scenarios: int,
+                 out: NDArray[np.float64] | None = None,
+                 arg_out: NDArray[np.int32] | None = None) -> NDArray[np.float64]:
     """Grid IM of one partition's accounts, shape (n_accounts,) (the kernel call of
     :func:`margin_partition`, without MM).
 
@@ -89,13 +98,17 @@ def partition_im(part: Partition, unit_pnl: NDArray[np.floating], n_scenarios: i
     unit_pnl : (n_instruments, n_scenarios) or padded (n_instruments, n_padded)
     n_scenarios : int
         Real scenario count (columns beyond are padding).
+    out, arg_out : (n_accounts,) float64 and (n_segments,) int32, optional
+        Buffers to write the IM and the binding scenarios into (a long-lived host reuses them:
+        a fresh multi-MB array per call is a fresh ``mmap`` and thousands of page faults
+        under Dask's ``MALLOC_TRIM_THRESHOLD_``, measured ~10 % of the kernel time).
     """
     b = part.book
     up = unit_pnl
     if up.shape[1] % SCENARIO_BLOCK or not up.flags.c_contiguous:
         up = pad_scenarios(up[:, :n_scenarios])
-    im = np.empty(b.n_accounts)
-    arg = np.empty(b.seg_ptr.shape[0] - 1, np.int32)
+    im = np.empty(b.n_accounts) if out is None else out
+    arg = np.empty(b.seg_ptr.shape[0] - 1, np.int32) if arg_out is None else arg_out
     account_grid_margin_padded(up, n_scenarios, b.seg_ptr, b.seg_account, b.inst_idx,
                                b.qty.astype(up.dtype, copy=False),
                                part.inst_min_weight.astype(up.dtype, copy=False), im, arg)
@@ -133,88 +146,7 @@ def run_local(parts: list[Partition], unit_pnl: NDArray[np.floating], mm_fractio
     return assemble(n_accounts, [margin_partition(p, unit_pnl, mm_fraction) for p in parts])
 
 
-@dataclass(frozen=True)
-class Cycle:
-    """One re-margin cycle on Dask: results stay on the workers.
-
-    ``summaries`` (one dict per partition, see :func:`partition_summary`) is all that crossed
-    the network back; ``results`` are futures (one per worker) of lists of per-partition
-    (ids, im, mm) arrays, held in worker memory while referenced: :meth:`fetch` brings them to
-    the caller when needed.
-    """
-
-    summaries: list[dict[str, Any]]
-    results: list[Any]
-    n_accounts: int
-
-    def fetch(self, client: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Global (n_accounts,) IM and MM arrays (moves every result: tests, audits)."""
-        return assemble(self.n_accounts,
-                        [r for batch in client.gather(self.results) for r in batch])
-
-
-def run_dask_cycle(client: Any, part_futures: list[Any], unit_pnl: NDArray[np.floating],
-                   mm_fraction: float, n_accounts: int, n_scenarios: int | None = None,
-                   placement: dict[str, list[str]] | None = None,
-                   numba_threads: int | None = 1) -> Cycle:
-    """One re-margin cycle on a Dask cluster whose workers already hold the partitions.
-
-    ``part_futures`` are futures of :class:`Partition` objects (built or scattered on the
-    workers); ``unit_pnl`` (ideally already padded, with ``n_scenarios``) is broadcast once per
-    cycle. Each partition runs where it lives; only per-partition summaries are gathered.
-    ``placement`` (future key -> workers, from :func:`placement_of`) saves a scheduler round
-    trip per cycle.
-    """
-    # hash=False: a fresh key per cycle (re-scattering an identical table under the same
-    # content key races with the release of the previous cycle's future)
-    up = client.scatter(unit_pnl, broadcast=True, hash=False)
-    where = placement if placement is not None else placement_of(client, part_futures)
-    # one task per worker over the partitions it holds (a task costs ~1 ms of scheduling;
-    # the partitions are already local, so grouping moves nothing), then one summary task
-    by_worker: dict[str, list[Any]] = {}
-    order: list[int] = []
-    for pf in part_futures:
-        by_worker.setdefault(where[pf.key][0], []).append(pf)
-    for pfs in by_worker.values():
-        order.extend(part_futures.index(pf) for pf in pfs)
-    results, summaries = [], []
-    for w, pfs in by_worker.items():
-        r = client.submit(_margin_many, pfs, up, mm_fraction, n_scenarios, numba_threads,
-                          pure=False, workers=[w], allow_other_workers=False)
-        results.append(r)
-        summaries.append(client.submit(_summaries, r, pure=False, workers=[w],
-                                       allow_other_workers=False))
-    flat = [x for batch in client.gather(summaries) for x in batch]
-    in_order = [flat[i] for i in np.argsort(order, kind="stable")]  # partition order
-    return Cycle(in_order, results, n_accounts)
-
-
-def _margin_many(parts: list[Partition], unit_pnl: NDArray[np.floating], mm_fraction: float,
-                 n_scenarios: int | None, numba_threads: int | None
-                 ) -> list[tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]]:
-    return [margin_partition(p, unit_pnl, mm_fraction, n_scenarios, numba_threads)
-            for p in parts]
-
-
-def _summaries(results: list[tuple[NDArray[np.int64], NDArray[np.float64],
-                                   NDArray[np.float64]]]) -> list[dict[str, Any]]:
-    return [partition_summary(r) for r in results]
-
-
-def placement_of(client: Any, part_futures: list[Any]) -> dict[str, list[str]]:
-    """Workers holding each partition future (no partition ever moves afterwards)."""
-    who = client.who_has(part_futures)
-    return {pf.key: list(who[pf.key]) for pf in part_futures}
-
-
-def run_dask(client: Any, part_futures: list[Any], unit_pnl: NDArray[np.floating],
-             mm_fraction: float, n_accounts: int) -> tuple[NDArray[np.float64],
-                                                           NDArray[np.float64]]:
-    """:func:`run_dask_cycle` and :meth:`Cycle.fetch`: global IM and MM arrays."""
-    return run_dask_cycle(client, part_futures, unit_pnl, mm_fraction, n_accounts).fetch(client)
-
-
-# --- long-lived partition hosts: the per-cycle path without the scheduler ---------------------
+# --- long-lived partition hosts: a cycle without the scheduler --------------------------------
 
 
 class PartitionHost:
@@ -229,41 +161,86 @@ class PartitionHost:
     def __init__(self) -> None:
         self.parts: list[Partition] = []
         self.im: dict[int, NDArray[np.float64]] = {}
+        self._arg: dict[int, NDArray[np.int32]] = {}
+        self._table: NDArray[np.floating] | None = None  # aligned copy of the received table
+        self.last_timing_s: dict[str, float] = {}  # last cycle: table copy, kernel, digests
+        self._shared = NodeTableReader()
         self.mm_fraction = float("nan")
         self.cycle_no = 0
 
     def load(self, parts: list[Partition]) -> list[int]:
         """Take ownership of ``parts`` (replacing any held); returns their partition numbers."""
         self.parts = list(parts)
-        self.im = {}
+        # output buffers allocated once and overwritten by every cycle (see partition_im)
+        self.im = {p.partition: np.empty(p.book.n_accounts) for p in self.parts}
+        self._arg = {p.partition: np.empty(p.book.seg_ptr.shape[0] - 1, np.int32)
+                     for p in self.parts}
         self.cycle_no = 0
         return [p.partition for p in self.parts]
 
+    def node(self) -> str:
+        """The worker's node identity (:func:`~marginproof.scaleout.node_table.node_id`)."""
+        return node_id()
+
     def cycle(self, unit_pnl: NDArray[np.floating], n_scenarios: int, mm_fraction: float,
               cycle_no: int) -> list[dict[str, Any]]:
-        """Margin every held partition; keep the IM; return one summary dict per partition
-        (:func:`partition_summary` plus ``"partition"``), in held order."""
-        numba.set_num_threads(1)
+        """Margin every held partition on a table sent with the call; keep the IM; return one
+        summary dict per partition (:func:`partition_summary` plus ``"partition"``), in held
+        order."""
+        t0 = time.perf_counter()
         table = unit_pnl
         if table.ctypes.data % 64 or table.shape[1] % SCENARIO_BLOCK:
-            # rows on cache lines (the received buffer has arbitrary alignment); 5 MB: ~1 ms
-            table = pad_scenarios(np.ascontiguousarray(table[:, :n_scenarios]))
-        out = []
+            # rows on cache lines (the received buffer has arbitrary alignment): copy into a
+            # held aligned buffer (5 MB: ~1 ms), allocated again only when the shape changes
+            src = table[:, :n_scenarios]
+            held = self._table
+            if (held is None or held.dtype != src.dtype or held.shape[0] != src.shape[0]
+                    or held.shape[1] != pad_scenarios(src[:1]).shape[1]):
+                held = self._table = pad_scenarios(src)
+            else:
+                held[:, :n_scenarios] = src
+                held[:, n_scenarios:] = 0
+            table = held
+        return self._margin(table, n_scenarios, mm_fraction, cycle_no, t0)
+
+    def cycle_shared(self, path: str, mm_fraction: float, cycle_no: int
+                     ) -> list[dict[str, Any]]:
+        """:meth:`cycle` on the table the driver wrote to this node's shared file ``path``
+        (:class:`~marginproof.scaleout.node_table.NodeTableWriter`): nothing but the name
+        travels, the table is read in place."""
+        t0 = time.perf_counter()
+        table, n_scen, seq = self._shared.open(path, cycle_no)
+        out = self._margin(table, n_scen, mm_fraction, cycle_no, t0)
+        self._shared.check(seq)
+        return out
+
+    def _margin(self, table: NDArray[np.floating], n_scenarios: int, mm_fraction: float,
+                cycle_no: int, t0: float) -> list[dict[str, Any]]:
+        numba.set_num_threads(1)
+        t1 = time.perf_counter()
         for p in self.parts:
-            im = partition_im(p, table, n_scenarios)
-            self.im[p.partition] = im
-            out.append({"partition": p.partition, **_summary_of(im)})
+            partition_im(p, table, n_scenarios, self.im[p.partition], self._arg[p.partition])
+        t2 = time.perf_counter()
+        out = [{"partition": p.partition, **_summary_of(self.im[p.partition])}
+               for p in self.parts]
+        self.last_timing_s = {"table_s": t1 - t0, "kernel_s": t2 - t1,
+                              "digest_s": time.perf_counter() - t2}
         self.mm_fraction = mm_fraction
         self.cycle_no = cycle_no
         return out
+
+    def timing(self) -> dict[str, float]:
+        """Seconds spent by the last cycle in this worker: ``table_s`` (aligning the received
+        table), ``kernel_s``, ``digest_s`` (the summaries' SHA-256)."""
+        return dict(self.last_timing_s)
 
     def fetch(self, cycle_no: int) -> list[tuple[NDArray[np.int64], NDArray[np.float64],
                                                  NDArray[np.float64]]]:
         """(account_ids, im, mm) of every held partition from cycle ``cycle_no``."""
         if cycle_no != self.cycle_no:
             raise RuntimeError(f"holding cycle {self.cycle_no}, asked for {cycle_no}")
-        return [(p.account_ids, self.im[p.partition], self.mm_fraction * self.im[p.partition])
-                for p in self.parts]
+        return [(p.account_ids, self.im[p.partition].copy(),
+                 self.mm_fraction * self.im[p.partition]) for p in self.parts]
 
 
 def balanced_placement(parts: list[Partition], workers: list[str]) -> dict[str, list[int]]:
@@ -283,29 +260,42 @@ def balanced_placement(parts: list[Partition], workers: list[str]) -> dict[str, 
 class DaskBatch:
     """Re-margin cycles over partitions held by one :class:`PartitionHost` per Dask worker.
 
-    Per cycle: the scenario table goes straight from the client to each worker (no scheduler
-    hop, no task graph), each host margins its partitions on one core, and only the
-    per-partition summaries come back (``len(parts)`` small dicts). Full per-account arrays
-    are fetched on demand (:meth:`fetch_results`). Placement is fixed at :meth:`place`.
+    Per cycle each host margins its partitions on one core and only the per-partition summaries
+    come back (``len(parts)`` small dicts); full per-account arrays are fetched on demand
+    (:meth:`fetch_results`). Placement is fixed at :meth:`place`. The scenario table reaches a
+    worker on another node with the call (straight from the client: no scheduler hop, no task
+    graph); workers on the driver's node read the one copy the driver writes to ``/dev/shm``
+    (:mod:`~marginproof.scaleout.node_table`, ``share_table=True``, the default).
 
     Create the client with ``direct_to_workers=True`` so calls go straight to the workers
     (otherwise Dask relays them, table included, through the scheduler). Dask binds an actor
-    handle to the *default* client: use one client per process while a batch is live.
+    handle to the *default* client: use one client per process while a batch is live. Call
+    :meth:`close` (or use the batch as a context manager) to remove the shared file.
     """
 
     def __init__(self, client: Any, hosts: dict[str, Any], placement: dict[str, list[int]],
-                 n_accounts: int, host_futures: list[Any] | None = None) -> None:
+                 n_accounts: int, host_futures: list[Any] | None = None,
+                 same_node: frozenset[str] = frozenset()) -> None:
         self.client = client
         self.hosts = hosts
         self._host_futures = host_futures or []  # keep the actors alive while we are
         self.placement = placement
         self.n_accounts = n_accounts
+        self.same_node = same_node  # workers that read the driver's shared table
+        directory = shm_dir() if same_node else None
+        self._writer = NodeTableWriter(directory) if directory is not None else None
+        if self._writer is None:
+            self.same_node = frozenset()
         self.cycle_no = 0
         self.summaries: list[dict[str, Any]] = []
 
     @classmethod
-    def place(cls, client: Any, parts: list[Partition], n_accounts: int) -> DaskBatch:
-        """Start a host on every worker and hand it its partitions (moved once)."""
+    def place(cls, client: Any, parts: list[Partition], n_accounts: int,
+              share_table: bool = True) -> DaskBatch:
+        """Start a host on every worker and hand it its partitions (moved once).
+
+        ``share_table=False`` sends the table to every worker even on the driver's node.
+        """
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise RuntimeError("no Dask workers")
@@ -315,7 +305,9 @@ class DaskBatch:
         hosts = {w: f.result() for w, f in futs.items()}
         loads = [hosts[w].load([parts[k] for k in ks]) for w, ks in by_worker.items()]
         placement = {w: f.result() for w, f in zip(by_worker, loads, strict=True)}
-        return cls(client, hosts, placement, n_accounts, list(futs.values()))
+        here = node_id()
+        same = frozenset(w for w, h in hosts.items() if share_table and h.node().result() == here)
+        return cls(client, hosts, placement, n_accounts, list(futs.values()), same)
 
     def cycle(self, unit_pnl: NDArray[np.floating], mm_fraction: float,
               n_scenarios: int | None = None) -> list[dict[str, Any]]:
@@ -323,11 +315,19 @@ class DaskBatch:
         sorted by partition number."""
         n_scen = unit_pnl.shape[1] if n_scenarios is None else n_scenarios
         self.cycle_no += 1
-        calls = [h.cycle(unit_pnl, n_scen, mm_fraction, self.cycle_no)
-                 for h in self.hosts.values()]
+        path = ""
+        if self._writer is not None:
+            path = self._writer.write(unit_pnl, n_scen, self.cycle_no)
+        calls = [h.cycle_shared(path, mm_fraction, self.cycle_no) if w in self.same_node
+                 else h.cycle(unit_pnl, n_scen, mm_fraction, self.cycle_no)
+                 for w, h in self.hosts.items()]
         got = [s for c in calls for s in c.result()]
         self.summaries = sorted(got, key=lambda s: s["partition"])
         return self.summaries
+
+    def timings(self) -> dict[str, dict[str, float]]:
+        """Worker -> :meth:`PartitionHost.timing` of the latest cycle (where the time goes)."""
+        return {w: h.timing().result() for w, h in self.hosts.items()}
 
     def fetch_results(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Global (n_accounts,) IM and MM of the latest cycle (moves every result)."""
@@ -335,3 +335,14 @@ class DaskBatch:
             raise RuntimeError("no cycle run yet")
         calls = [h.fetch(self.cycle_no) for h in self.hosts.values()]
         return assemble(self.n_accounts, [r for c in calls for r in c.result()])
+
+    def close(self) -> None:
+        """Remove the shared table file (the hosts live as long as the cluster)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> DaskBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
