@@ -63,6 +63,8 @@ class Fanout:
                 del self.listeners[account_id]
 
     def _put(self, account_id: str, item: dict[str, Any]) -> None:
+        log.debug("to %s: %s seq %s (%d connections)", account_id, item.get("type"),
+                  item.get("seq"), len(self.listeners.get(account_id, ())))
         for q in list(self.listeners.get(account_id, ())):
             if q.full():  # a slow client loses the oldest update, never blocks the bus
                 q.get_nowait()
@@ -118,16 +120,18 @@ class Fanout:
                 continue
             # the summary is published before its rows are committed (at-least-once order):
             # wait for the commit (up to ~30 s), then send the row if this batch moved it
+            # Read the checkpoint *before* the row: rows and checkpoint commit in one
+            # transaction, so a row read after seeing checkpoint >= seq is the committed one.
+            # (Reading the row first let a commit land between the two reads: the old row
+            # was taken as "not in the batch" and the update was never sent.)
             row = None
             for _ in range(600):
-                row = await asyncio.to_thread(self.repo.latest_margin, acc)
-                if row is not None and row["seq"] >= seq:
-                    break
                 last = await asyncio.to_thread(self.repo.checkpoint,
                                                f"engine-p{summary.get('partition')}of"
                                                f"{self.n_partitions}")
-                if last >= seq:
-                    break  # committed, and this account was not in the batch
+                row = await asyncio.to_thread(self.repo.latest_margin, acc)
+                if last >= seq or (row is not None and row["seq"] >= seq):
+                    break
                 await asyncio.sleep(0.05)
             log.debug("batch %d for %s: latest row seq %s", seq, acc,
                       None if row is None else row["seq"])
