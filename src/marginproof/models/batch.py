@@ -18,28 +18,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 from numba.np.numpy_support import carray
 from numpy.typing import NDArray
 
-from marginproof._numba_ext import prefetch_block, stack_empty
+from marginproof._numba_ext import (
+    block_axpy,
+    block_min_first,
+    block_scale,
+    prefetch_block,
+    stack_empty,
+)
 from marginproof.instruments.resolved import ResolvedBook
 from marginproof.models.grid import GridModel
 from marginproof.scenarios.revalue import scenario_pnl_usd
 
-# Scenario block width: the kernel's inner loops run over exactly this many columns (a
-# compile-time constant, so LLVM unrolls them into 8 AVX2 registers' worth of work with no
-# remainder loops); tables are padded with zero columns to a multiple of it.
+# Scenario block width: the kernel handles exactly this many columns as one vector value (4
+# AVX-512 or 8 AVX2 registers for float32; see _numba_ext.block_axpy); tables are padded with
+# zero columns to a multiple of it.
 SCENARIO_BLOCK = 64
-_HALF_BLOCK = 32
 # How many positions ahead the kernel prefetches scenario rows (measured: 4-16 equally good).
 PREFETCH_AHEAD = 8
-
-
-@njit(cache=True, inline="always")
-def _lowest_set_bit(bits: np.uint64) -> int:
-    """Index of the lowest set bit of a non-zero 64-bit mask (``tzcnt``)."""
-    return int(np.int64(_trailing_zeros(bits)))  # type: ignore[call-arg]
 
 
 def pad_scenarios(unit_pnl: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -70,52 +68,26 @@ def pad_scenarios(unit_pnl: NDArray[np.floating]) -> NDArray[np.floating]:
 @njit(cache=True, fastmath=True, inline="always")
 def _segment_worst(table: NDArray[np.floating], n_scen: int, p0: int, p1: int,
                    inst_idx: NDArray[np.int32], qty: NDArray[np.floating],
-                   acc: NDArray[np.floating], lane: NDArray[np.floating]) -> tuple[float, int]:
+                   acc: NDArray[np.floating]) -> tuple[float, int]:
     """Worst scenario P&L of positions ``p0:p1`` and its first scenario (see the kernels).
 
-    ``acc`` (SCENARIO_BLOCK,) and ``lane`` (SCENARIO_BLOCK // 2,) are scratch buffers.
+    ``acc`` (SCENARIO_BLOCK,) is a scratch buffer.
     """
     n_blocks = table.shape[1] // SCENARIO_BLOCK
     worst = table[0, 0]
     arg = -1
     for b in range(n_blocks):
         o = b * SCENARIO_BLOCK
-        q = qty[p0]
-        row = table[inst_idx[p0]]
-        for j in range(SCENARIO_BLOCK):
-            acc[j] = q * row[o + j]
+        # 64 scenarios as one vector value (4 or 8 registers): LLVM keeps the accumulator out
+        # of memory, and the block minimum and its first scenario come from a vector
+        # reduction and a compare mask (see _numba_ext)
+        block_scale(acc, table, inst_idx[p0], o, qty[p0])
         for p in range(p0 + 1, p1):
-            q = qty[p]
-            row = table[inst_idx[p]]
-            for j in range(SCENARIO_BLOCK):
-                acc[j] += q * row[o + j]
-        # tree reduction 64 -> 32 -> 16 -> 8 lanes (vector selects), then 8 -> 1
-        for k in range(_HALF_BLOCK):
-            x = acc[k]
-            y = acc[k + _HALF_BLOCK]
-            lane[k] = x if x < y else y
-        for k in range(16):
-            x = lane[k]
-            y = lane[k + 16]
-            lane[k] = x if x < y else y
-        for k in range(8):
-            x = lane[k]
-            y = lane[k + 8]
-            lane[k] = x if x < y else y
-        x = lane[0] if lane[0] < lane[4] else lane[4]
-        y = lane[1] if lane[1] < lane[5] else lane[5]
-        z = lane[2] if lane[2] < lane[6] else lane[6]
-        u = lane[3] if lane[3] < lane[7] else lane[7]
-        x = x if x < z else z
-        y = y if y < u else u
-        bw = x if x < y else y
+            block_axpy(acc, table, inst_idx[p], o, qty[p])
+        bw, bi = block_min_first(acc)
         if arg < 0 or bw < worst:
-            # first column of the block reaching its minimum: lowest set bit
-            bits = np.uint64(0)
-            for j in range(SCENARIO_BLOCK):
-                bits |= np.uint64(acc[j] == bw) << np.uint64(j)
             worst = bw
-            arg = o + _lowest_set_bit(bits)
+            arg = o + bi
     if arg >= n_scen:
         # the minimum sits in zero padding (every real scenario gains): loss is 0;
         # name the least-gaining real scenario, as the plain twin does
@@ -142,12 +114,13 @@ def segment_worst_loss_padded(
     """Worst scenario loss and short-option minimum of every segment (padded table).
 
     One pass over the positions per block of :data:`SCENARIO_BLOCK` scenarios (one block for
-    the 63-scenario grid); the accumulator stays in L1. Scenario rows are prefetched
-    :data:`PREFETCH_AHEAD` positions ahead. ``fastmath`` lets LLVM vectorise and contract
-    multiply-adds (results differ from the plain twin by rounding only; the per-segment
-    summation order is fixed, so runs are reproducible bit for bit). Minima are written as
-    selects over 8 lanes: numba's ``min`` builtin kept the reduction a serial chain of 64
-    scalar ``vminss`` (measured: that chain cost more than the gathers).
+    the 63-scenario grid); the 64 accumulators are one vector value in registers, the block
+    minimum a vector reduction and its first scenario the lowest bit of a compare mask
+    (``_numba_ext.block_axpy`` / ``block_min_first``: numba has no vector types, and scalar
+    loops over a scratch array had left the accumulator and the reductions in memory, about
+    twice the instructions). Scenario rows are prefetched :data:`PREFETCH_AHEAD` positions
+    ahead. Results differ from the plain twin by rounding only; the per-segment summation
+    order is fixed, so runs are reproducible bit for bit.
 
     Parameters
     ----------
@@ -172,7 +145,6 @@ def segment_worst_loss_padded(
     for c in prange(n_chunks):
         # stack buffers (registers after unrolling) rather than heap arrays
         acc = carray(stack_empty(SCENARIO_BLOCK, table.dtype), (SCENARIO_BLOCK,))
-        lane = carray(stack_empty(_HALF_BLOCK, table.dtype), (_HALF_BLOCK,))
         lo = c * step
         hi = min(n_seg, lo + step)
         for s in range(lo, hi):
@@ -188,7 +160,7 @@ def segment_worst_loss_padded(
             mw = min_weight[p0] * qty[p0]
             for p in range(p0 + 1, p1):
                 mw += min_weight[p] * qty[p]
-            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc, lane)
+            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc)
             out_loss[s] = max(0.0, -float(worst))
             out_arg[s] = arg
             out_min[s] = max(0.0, -float(mw))
@@ -230,7 +202,6 @@ def account_grid_margin_padded(
     step = (n_seg + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         acc = carray(stack_empty(SCENARIO_BLOCK, table.dtype), (SCENARIO_BLOCK,))
-        lane = carray(stack_empty(_HALF_BLOCK, table.dtype), (_HALF_BLOCK,))
         lo = min(n_seg, c * step)
         hi = min(n_seg, lo + step)
         # move both ends to account boundaries: an account belongs to the chunk holding its
@@ -250,7 +221,7 @@ def account_grid_margin_padded(
             mw = inst_min_weight[inst_idx[p0]] * qty[p0]
             for p in range(p0 + 1, p1):
                 mw += inst_min_weight[inst_idx[p]] * qty[p]
-            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc, lane)
+            worst, arg = _segment_worst(table, n_scen, p0, p1, inst_idx, qty, acc)
             out_arg[s] = arg
             out_im[seg_account[s]] += max(max(0.0, -float(worst)), max(0.0, -float(mw)))
 
