@@ -31,8 +31,10 @@ LIMITS = HERE / "limits.md"
 TARGETS = [
     ("bench_grid", "kernel_f32_s", "grid workload, float32 kernel", "<=", 0.06, "s"),
     ("bench_grid", "speedup_vs_naive", "grid workload vs naive per-account loop", ">=", 100, "x"),
-    ("bench_grid", "fraction_roofline_dram", "grid workload, fraction of bandwidth roofline",
-     ">=", 0.5, ""),
+    ("bench_grid", "fraction_roofline_dram", "grid workload, fraction of bandwidth roofline "
+     "(compulsory DRAM bytes)", ">=", 0.5, ""),
+    ("bench_grid", "fraction_roofline_touched", "grid workload, fraction of bandwidth roofline "
+     "(every byte moved, gathered rows included)", ">=", 0.5, ""),
     ("bench_risk", "kernel_f32_s", "FHS workload", "<=", 1.8, "s"),
     ("bench_risk", "speedup_vs_naive", "FHS workload vs naive loop", ">=", 30, "x"),
     ("bench_pricing", "kernel_options_per_s", "Black-76 price + greeks", ">=", 4e7, "options/s"),
