@@ -143,7 +143,7 @@ def _block_min_first(typingctx: Any, acc: Any) -> Any:
         suffix = f"v{_BLOCK_ELEMENTS}f{accty.dtype.bitwidth}"
         fmin = cgutils.get_or_insert_function(builder.module, ir.FunctionType(elt, [vt]),
                                               f"llvm.vector.reduce.fmin.{suffix}")
-        m = builder.call(fmin, [v], fastmath=("nnan", "ninf", "nsz"))
+        m = builder.call(fmin, [v], fastmath=("nnan", "nsz"))
         undef = ir.Constant(vt, ir.Undefined)
         i32 = ir.IntType(32)
         m1 = builder.insert_element(undef, m, ir.Constant(i32, 0))
