@@ -80,7 +80,7 @@ def daily_log_returns(symbols: Sequence[str], root: Path | None = None) -> pd.Da
     out = {}
     for s in symbols:
         c = closes[s].dropna()
-        out[s] = np.log(c / c.shift(1)).iloc[1:]
+        out[s] = pd.Series(np.log(c / c.shift(1)), index=c.index).iloc[1:]
     return pd.DataFrame(out)
 
 

@@ -59,8 +59,8 @@ def option_universe(market: MarketSnapshot, n_instruments: int, seed: int = 0) -
     mkt = MarketSnapshot(market.timestamp, market.index_prices, market.forwards,
                          market.mark_prices, {**market.implied_vols, **vols}, market.rates,
                          market.funding_rates)
-    und = np.array([0 if p.instrument.underlying == "BTC" else 1 for p in pos], np.int64)
-    return Universe(Portfolio(pos), mkt, und)
+    und_idx = np.array([0 if p.instrument.underlying == "BTC" else 1 for p in pos], np.int64)
+    return Universe(Portfolio(pos), mkt, und_idx)
 
 
 def random_accounts(n_accounts: int, positions_per_account: int, n_instruments: int,

@@ -20,10 +20,10 @@ def market_from_chain(chain: pd.DataFrame, index_price_usd: float | None = None,
     """
     if chain.empty:
         raise InputError("chain", "empty option chain")
-    ts = datetime.fromtimestamp(int(chain["quote_unixtime"].iloc[0]), tz=UTC)
+    ts = datetime.fromtimestamp(int(chain["quote_unixtime"].to_numpy()[0]), tz=UTC)
     fwd: dict[datetime, float] = {}
-    for exp_unix, g in chain.groupby("expiry_unix"):
-        exp = datetime.fromtimestamp(int(exp_unix), tz=UTC)
+    for _, g in chain.groupby("expiry_unix"):
+        exp = datetime.fromtimestamp(int(g["expiry_unix"].to_numpy()[0]), tz=UTC)
         if exp > ts:
             fwd[exp] = float(g["underlying_price"].median())
     if not fwd:
