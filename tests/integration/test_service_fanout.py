@@ -14,7 +14,8 @@ from marginproof.service.stream import Fanout
 
 class _CommitLandsAfterFirstRead:
     """A real repository seen as it was just before entry ``seq`` was committed, until the
-    first row read: the engine's commit lands right after that read (the race window)."""
+    fan-out's first storage read: the engine's commit lands right after that read (the race
+    window between two reads)."""
 
     def __init__(self, repo: Any, account_id: str, seq: int) -> None:
         self.repo = repo
@@ -29,7 +30,10 @@ class _CommitLandsAfterFirstRead:
         return self._before
 
     def checkpoint(self, consumer: str) -> int:
-        return self.repo.checkpoint(consumer) if self.committed else self.seq - 1  # type: ignore[no-any-return]
+        if self.committed:
+            return self.repo.checkpoint(consumer)  # type: ignore[no-any-return]
+        self.committed = True
+        return self.seq - 1
 
 
 def test_row_committed_between_the_fanouts_reads_is_still_sent(tmp_path: Path) -> None:

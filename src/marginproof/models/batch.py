@@ -40,7 +40,13 @@ SCENARIO_BLOCK = 64
 PREFETCH_AHEAD = 8
 
 
-def pad_scenarios(unit_pnl: NDArray[np.floating]) -> NDArray[np.floating]:
+def padded_width(n_scenarios: int) -> int:
+    """Columns of a padded table: ``n_scenarios`` rounded up to :data:`SCENARIO_BLOCK`."""
+    return max(1, -(-n_scenarios // SCENARIO_BLOCK)) * SCENARIO_BLOCK
+
+
+def pad_scenarios(unit_pnl: NDArray[np.floating], out: NDArray[np.floating] | None = None
+                  ) -> NDArray[np.floating]:
     """Copy of ``unit_pnl`` padded with zero columns to a multiple of :data:`SCENARIO_BLOCK`.
 
     Rows start on 64-byte cache lines (a 63-scenario float32 row would otherwise straddle five
@@ -49,20 +55,27 @@ def pad_scenarios(unit_pnl: NDArray[np.floating]) -> NDArray[np.floating]:
     Parameters
     ----------
     unit_pnl : ndarray, shape (n_instruments, n_scenarios)
+    out : ndarray, shape (n_instruments, n_padded), optional
+        A buffer from an earlier call (or another aligned buffer) to overwrite instead of
+        allocating; used when its shape and dtype match, else a new array is returned.
 
     Returns
     -------
     ndarray, shape (n_instruments, n_padded), same dtype, zeros beyond column n_scenarios.
     """
     n_inst, n_scen = unit_pnl.shape
-    width = max(1, -(-n_scen // SCENARIO_BLOCK)) * SCENARIO_BLOCK
+    width = padded_width(n_scen)
     dtype = unit_pnl.dtype
+    if out is not None and out.shape == (n_inst, width) and out.dtype == dtype:
+        out[:, :n_scen] = unit_pnl
+        out[:, n_scen:] = 0
+        return out
     nbytes = n_inst * width * dtype.itemsize
     buf = np.zeros(nbytes + 64, np.uint8)
     off = (-buf.ctypes.data) % 64
-    out = buf[off:off + nbytes].view(dtype).reshape(n_inst, width)
-    out[:, :n_scen] = unit_pnl
-    return out
+    fresh = buf[off:off + nbytes].view(dtype).reshape(n_inst, width)
+    fresh[:, :n_scen] = unit_pnl
+    return fresh
 
 
 @njit(cache=True, fastmath=True, inline="always")

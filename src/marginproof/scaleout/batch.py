@@ -69,18 +69,13 @@ def build_partition(partition: int, part_of_account: NDArray[np.int64],
 
 
 def margin_partition(part: Partition, unit_pnl: NDArray[np.floating], mm_fraction: float,
-                     n_scenarios: int | None = None, numba_threads: int | None = None,
+                     n_scenarios: int | None = None,
                      ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
     """Grid IM and MM of one partition's accounts: (account_ids, im, mm), each (n,).
 
     ``unit_pnl`` may come from :func:`marginproof.models.batch.pad_scenarios` (then give
-    ``n_scenarios``); ``numba_threads`` sets the kernel's threads for the calling thread (on a
-    Dask worker it must be set inside the task: numba's setting is per thread, and a worker
-    left at its default opens an OpenMP region on every core whose idle threads spin on the
-    neighbouring worker's core).
+    ``n_scenarios``).
     """
-    if numba_threads is not None:
-        numba.set_num_threads(int(numba_threads))
     n_scen = unit_pnl.shape[1] if n_scenarios is None else n_scenarios
     im = partition_im(part, unit_pnl, n_scen)
     return part.account_ids, im, mm_fraction * im
@@ -192,15 +187,7 @@ class PartitionHost:
         if table.ctypes.data % 64 or table.shape[1] % SCENARIO_BLOCK:
             # rows on cache lines (the received buffer has arbitrary alignment): copy into a
             # held aligned buffer (5 MB: ~1 ms), allocated again only when the shape changes
-            src = table[:, :n_scenarios]
-            held = self._table
-            if (held is None or held.dtype != src.dtype or held.shape[0] != src.shape[0]
-                    or held.shape[1] != pad_scenarios(src[:1]).shape[1]):
-                held = self._table = pad_scenarios(src)
-            else:
-                held[:, :n_scenarios] = src
-                held[:, n_scenarios:] = 0
-            table = held
+            table = self._table = pad_scenarios(table[:, :n_scenarios], out=self._table)
         return self._margin(table, n_scenarios, mm_fraction, cycle_no, t0)
 
     def cycle_shared(self, path: str, mm_fraction: float, cycle_no: int
@@ -216,6 +203,8 @@ class PartitionHost:
 
     def _margin(self, table: NDArray[np.floating], n_scenarios: int, mm_fraction: float,
                 cycle_no: int, t0: float) -> list[dict[str, Any]]:
+        # numba's thread count is per calling thread: a worker left at its default opens an
+        # OpenMP region on every core whose idle threads spin on the neighbouring worker's core
         numba.set_num_threads(1)
         t1 = time.perf_counter()
         for p in self.parts:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from marginproof.models.batch import SCENARIO_BLOCK
+from marginproof.models.batch import pad_scenarios, padded_width
 
 HEADER_BYTES = 64
 _DTYPES: dict[int, np.dtype[np.floating]] = {1: np.dtype(np.float32), 2: np.dtype(np.float64)}
@@ -73,7 +73,7 @@ class NodeTableWriter:
             Real scenario count (padding columns beyond are written as zeros).
         """
         n_inst = int(unit_pnl.shape[0])
-        width = max(1, -(-n_scenarios // SCENARIO_BLOCK)) * SCENARIO_BLOCK
+        width = padded_width(n_scenarios)
         dtype = np.dtype(unit_pnl.dtype)
         if dtype not in _CODES:
             raise ValueError(f"unit_pnl: dtype {dtype} is not float32 or float64")
@@ -91,8 +91,7 @@ class NodeTableWriter:
         head = self._map[:HEADER_BYTES].view(np.int64)
         table = self._map[HEADER_BYTES:].view(dtype).reshape(n_inst, width)
         head[0] += 1 if head[0] % 2 == 0 else 2  # odd: being written
-        table[:, :n_scenarios] = unit_pnl[:, :n_scenarios]
-        table[:, n_scenarios:] = 0
+        pad_scenarios(unit_pnl[:, :n_scenarios], out=table)
         head[1:6] = (cycle_no, n_inst, width, n_scenarios, _CODES[dtype])
         head[0] += 1  # even: complete
         return str(self.path)

@@ -85,7 +85,6 @@ class EngineRunner:
         p = self.config.partition
         if out.batch is not None:
             b = out.batch
-            log.debug("publish batch %s (%d accounts)", b.event_id, len(b))
             self.publish(f"{self.prefix}.events.{p}.margin_batch",
                          json.dumps(b.summary()).encode(), b.event_id, b)
         for ev in out.events:

@@ -115,24 +115,23 @@ class Fanout:
 
     async def _deliver(self, summary: dict[str, Any]) -> None:
         seq = int(summary.get("seq", 0))
-        for acc in list(self.listeners):
-            if partition_of(acc, self.n_partitions) != summary.get("partition"):
-                continue
-            # the summary is published before its rows are committed (at-least-once order):
-            # wait for the commit (up to ~30 s), then send the row if this batch moved it
-            # Read the checkpoint *before* the row: rows and checkpoint commit in one
-            # transaction, so a row read after seeing checkpoint >= seq is the committed one.
-            # (Reading the row first let a commit land between the two reads: the old row
-            # was taken as "not in the batch" and the update was never sent.)
-            row = None
-            for _ in range(600):
-                last = await asyncio.to_thread(self.repo.checkpoint,
-                                               f"engine-p{summary.get('partition')}of"
-                                               f"{self.n_partitions}")
-                row = await asyncio.to_thread(self.repo.latest_margin, acc)
-                if last >= seq or (row is not None and row["seq"] >= seq):
-                    break
-                await asyncio.sleep(0.05)
+        part = summary.get("partition")
+        accounts = [a for a in self.listeners if partition_of(a, self.n_partitions) == part]
+        if not accounts:
+            return
+        # The summary is published before its rows are committed (at-least-once order): wait
+        # (up to ~30 s) until the engine's checkpoint passes it, once per batch, then read the
+        # listeners' rows. Rows and checkpoint commit in one transaction, so a row read after
+        # seeing checkpoint >= seq is the committed one. (Reading a row before the checkpoint
+        # let a commit land between the two reads: the old row was taken as "not in the
+        # batch" and the update was never sent.)
+        consumer = f"engine-p{part}of{self.n_partitions}"
+        for _ in range(600):
+            if await asyncio.to_thread(self.repo.checkpoint, consumer) >= seq:
+                break
+            await asyncio.sleep(0.05)
+        for acc in accounts:
+            row = await asyncio.to_thread(self.repo.latest_margin, acc)
             log.debug("batch %d for %s: latest row seq %s", seq, acc,
                       None if row is None else row["seq"])
             if row is not None and row["seq"] == seq:
