@@ -21,14 +21,15 @@ from _roofline import best_time, memory_bandwidth_gbs, write_json  # noqa: E402
 from numba import njit, prange  # noqa: E402
 from numba.np.numpy_support import carray  # noqa: E402
 
-from marginproof._numba_ext import (  # noqa: E402
+from marginproof.demo.synthetic import option_universe, random_accounts  # noqa: E402
+from marginproof.instruments.resolved import resolve  # noqa: E402
+from marginproof.jit.ext import (  # noqa: E402
     block_axpy,
     block_min_first,
     block_scale,
     prefetch_block,
     stack_empty,
 )
-from marginproof.instruments.resolved import resolve  # noqa: E402
 from marginproof.market.snapshot import MarketSnapshot  # noqa: E402
 from marginproof.models.batch import (  # noqa: E402
     PREFETCH_AHEAD,
@@ -40,7 +41,6 @@ from marginproof.models.batch import (  # noqa: E402
     segment_worst_loss_padded,
 )
 from marginproof.models.grid import GridModel  # noqa: E402
-from marginproof.synthetic import option_universe, random_accounts  # noqa: E402
 
 
 @njit(cache=True, parallel=True, fastmath=True)

@@ -55,7 +55,7 @@ from marginproof.proofs.sumtree import (  # noqa: E402
     reference_root,
 )
 from marginproof.proofs.tags import pad_secret, pad_tag  # noqa: E402
-from marginproof.proofstore import ProcessHasher, ProcessMapper  # noqa: E402
+from marginproof.storage.proofstore import ProcessHasher, ProcessMapper  # noqa: E402
 
 BASE = 16  # the default range-proof base (privacy.DEFAULT_BASE)
 

@@ -27,15 +27,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _roofline import best_time, flop_rate_gflops, memory_bandwidth_gbs, write_json  # noqa: E402
 
-from marginproof import datasets  # noqa: E402
-from marginproof.demo import DEMO_DATE, demo_market  # noqa: E402
+from marginproof.config.params import config_dir, load_toml  # noqa: E402
+from marginproof.demo.book import DEMO_DATE, demo_market  # noqa: E402
 from marginproof.feeds.history import shipped_history  # noqa: E402
 from marginproof.instruments.portfolio import Portfolio  # noqa: E402
 from marginproof.instruments.resolved import resolve  # noqa: E402
-from marginproof.measures import expected_shortfall  # noqa: E402
+from marginproof.io import datasets  # noqa: E402
 from marginproof.models.fhs import FHSModel  # noqa: E402
-from marginproof.params import config_dir, load_toml  # noqa: E402
 from marginproof.risk.history import asof_date  # noqa: E402
+from marginproof.risk.measures import expected_shortfall  # noqa: E402
 from marginproof.scenarios._account_risk_reference import account_risk_reference  # noqa: E402
 from marginproof.scenarios.account_risk import account_risk  # noqa: E402
 

@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _roofline import write_json  # noqa: E402
 
+from marginproof.demo.synthetic import option_universe, random_accounts  # noqa: E402
 from marginproof.instruments.resolved import resolve  # noqa: E402
 from marginproof.market.snapshot import MarketSnapshot  # noqa: E402
 from marginproof.models.batch import instrument_unit_pnl, pad_scenarios  # noqa: E402
@@ -45,7 +46,6 @@ from marginproof.scaleout.batch import (  # noqa: E402
     partition_summary,
     run_local,
 )
-from marginproof.synthetic import option_universe, random_accounts  # noqa: E402
 
 
 def main() -> dict[str, float]:

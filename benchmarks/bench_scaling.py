@@ -20,12 +20,12 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _roofline import best_time, write_json  # noqa: E402
 
+from marginproof.demo.synthetic import random_accounts  # noqa: E402
 from marginproof.models.batch import (  # noqa: E402
     CsrBook,
     pad_scenarios,
     segment_worst_loss_padded,
 )
-from marginproof.synthetic import random_accounts  # noqa: E402
 
 N_INST = 20_000
 

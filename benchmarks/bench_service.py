@@ -226,8 +226,8 @@ async def _load(url: str, key: str, body: dict, rate: float, seconds: float,  # 
 def part_whatif(seconds: float) -> dict[str, float]:
     import httpx
 
-    from marginproof.demo import demo_account, demo_market
-    from marginproof.formats import market_to_dict
+    from marginproof.demo.book import demo_account, demo_market
+    from marginproof.io.formats import market_to_dict
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,6 @@ See ``docs/api.md`` for the full list.
 """
 
 from marginproof.errors import InputError, MarginproofError, UnsupportedInstrumentError
-from marginproof.formats import load_market, load_portfolio, market_from_dict, portfolio_from_dict
 from marginproof.instruments import (
     Account,
     CollateralPolicy,
@@ -24,6 +23,12 @@ from marginproof.instruments import (
     parse_instrument,
 )
 from marginproof.instruments.resolved import ResolvedBook, resolve
+from marginproof.io.formats import (
+    load_market,
+    load_portfolio,
+    market_from_dict,
+    portfolio_from_dict,
+)
 from marginproof.market import MarketSnapshot
 from marginproof.models import (
     BaseMarginModel,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginproof.config.settings import Settings
 from marginproof.engine.core import EngineConfig
 from marginproof.engine.partition import partition_of
 from marginproof.engine.quality import QualityConfig
@@ -29,7 +30,6 @@ from marginproof.models.registry import get_model, model_class
 from marginproof.service.gateway import InputGateway
 from marginproof.service.metrics import Metrics
 from marginproof.service.runner import EngineRunner
-from marginproof.settings import Settings
 from marginproof.storage.factory import open_repository
 from marginproof.storage.sql import SqlRepository, wall_clock_ms
 
@@ -152,7 +152,7 @@ class Container:
         if feeds and s.feeds:
             from marginproof.feeds.runtime import start_feeds
 
-            self.feeds = await start_feeds(s.feeds, self)
+            self.feeds = await start_feeds(s.feeds, self.gateway, self.metrics, s.stale_after_s)
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
         # the recovered engine state is long-lived: keep it out of the cyclic GC's scans
         # (fewer and shorter pauses in request latency)

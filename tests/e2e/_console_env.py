@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from marginproof.bootstrap import Container, bootstrap
 from marginproof.cli.main import app as cli_app
-from marginproof.demo import demo_account
+from marginproof.config.settings import Settings
+from marginproof.demo.book import demo_account
 from marginproof.feeds.replay import ReplayDay, replay_day
-from marginproof.proofstore import InputLogWriter, ProofStore, default_params
 from marginproof.service.app import create_app
 from marginproof.service.auth import create_key
-from marginproof.settings import Settings
+from marginproof.storage.proofstore import InputLogWriter, ProofStore, default_params
 from marginproof.web.config import WebSettings
 
 ACCOUNTS = ("alice", "bob", "carol")

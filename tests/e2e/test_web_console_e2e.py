@@ -22,7 +22,7 @@ from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import load_proof_bytes
 from marginproof.proofs.records import verify_record
 from marginproof.proofs.verify import verify_account
-from marginproof.proofstore import ProofStore, published_keys
+from marginproof.storage.proofstore import ProofStore, published_keys
 
 
 def _usd(text: str) -> float:

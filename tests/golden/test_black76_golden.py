@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from marginproof import datasets
+from marginproof.io import datasets
 from marginproof.pricing import black76_greeks, black76_price, implied_vol
 
 

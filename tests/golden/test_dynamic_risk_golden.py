@@ -10,8 +10,8 @@ import pytest
 from marginproof.addons import sqrt_impact_cost
 from marginproof.apc import buffer_with_release, floor_var_long
 from marginproof.feeds.history import fhs_asof, shipped_history
-from marginproof.measures import expected_shortfall, var
 from marginproof.risk.ewma import ewma_sigma
+from marginproof.risk.measures import expected_shortfall, var
 from marginproof.scenarios.montecarlo import t_copula_tail_dependence
 from marginproof.surfaces import VOGT_PARAMS, SVIParams, svi_butterfly_free
 from marginproof.surfaces.ssvi import ssvi_checks

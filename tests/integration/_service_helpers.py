@@ -12,11 +12,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from marginproof.bootstrap import Container, bootstrap
-from marginproof.demo import demo_account, demo_market
-from marginproof.formats import market_to_dict
+from marginproof.config.settings import Settings
+from marginproof.demo.book import demo_account, demo_market
+from marginproof.io.formats import market_to_dict
 from marginproof.service.app import create_app
 from marginproof.service.auth import create_key
-from marginproof.settings import Settings
 
 
 @dataclass

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 from marginproof.bootstrap import bootstrap
+from marginproof.config.settings import Settings
 from marginproof.engine.entries import EntryKind
 from marginproof.feeds.recorded import binance_messages, deribit_messages, deribit_notification
 from marginproof.feeds.runtime import StaleWatchdog
 from marginproof.feeds.server import RecordedVenueServer
 from marginproof.feeds.websocket import BinanceClient, DeribitClient
-from marginproof.settings import Settings
 from marginproof.storage.base import NewEntry
 
 
@@ -145,7 +145,7 @@ def test_watchdog_marks_a_silent_stream_stale_once(tmp_path: Path) -> None:
         client = DeribitClient("ws://127.0.0.1:9", [], c.gateway, c.metrics)
         client.stats.last_seen["deribit:deribit_price_index.btc_usd"] = 0.0
         client.stats.underlying_of["deribit:deribit_price_index.btc_usd"] = "BTC"
-        wd = StaleWatchdog([client], c, stale_after_s=0.1)
+        wd = StaleWatchdog([client], c.gateway, c.metrics, stale_after_s=0.1)
         first = await wd.check_once()
         second = await wd.check_once()
         return first + second

@@ -13,7 +13,7 @@ from marginproof.cli.main import app
 from marginproof.proofs.encoding import canon, parse_canonical
 from marginproof.proofs.inputlog import make_sth
 from marginproof.proofs.records import sign_record
-from marginproof.proofstore import ProofStore
+from marginproof.storage.proofstore import ProofStore
 from tests.integration._proofs_helpers import copy_of, example_dir
 
 runner = CliRunner()
@@ -192,7 +192,7 @@ def test_malformed_but_signed_evidence_is_a_verdict_not_a_crash(built: Path,
 
 
 def test_the_service_function_serves_exactly_the_published_proof(built: Path) -> None:
-    from marginproof.proofstore import proof_for_account
+    from marginproof.storage.proofstore import proof_for_account
 
     p = proof_for_account(built / "epochs" / "000001", "acct-00003")
     assert p.to_json() + b"\n" == _proof(built).read_bytes()

@@ -49,7 +49,7 @@ def test_replay_of_epoch_one_matches_too(built: Path) -> None:
 
 _MARGIN_DIGEST = """
 import hashlib
-from marginproof.demo import demo_account
+from marginproof.demo.book import demo_account
 from marginproof.models.registry import get_model
 a, m = demo_account()
 book = a.portfolio

@@ -3,6 +3,7 @@
 import distributed
 import numpy as np
 
+from marginproof.demo.synthetic import option_universe, random_accounts
 from marginproof.instruments.resolved import resolve
 from marginproof.models.batch import (
     CsrBook,
@@ -20,7 +21,6 @@ from marginproof.scaleout.batch import (
     partition_summary,
     run_local,
 )
-from marginproof.synthetic import option_universe, random_accounts
 from tests.factories import sample_market
 
 

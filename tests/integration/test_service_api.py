@@ -28,7 +28,7 @@ def _create_demo(svc: Service, account_id: str = "desk-1") -> int:
 
 
 def test_account_margin_is_computed_explained_and_matches_the_grid_model(svc: Service) -> None:
-    from marginproof.demo import demo_account
+    from marginproof.demo.book import demo_account
 
     seq = _create_demo(svc)
     m = svc.wait_margin("desk-1", seq)

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from marginproof.demo import demo_account
+from marginproof.config.params import config_dir, load_toml
+from marginproof.demo.book import demo_account
 from marginproof.feeds.history import market_on, shipped_history
 from marginproof.instruments.portfolio import Portfolio
-from marginproof.measures import expected_shortfall, var
 from marginproof.models.dynamic import DynamicModel
 from marginproof.models.montecarlo import MCModel
-from marginproof.params import config_dir, load_toml
 from marginproof.risk.history import DailySeries, FundingSeries, MarketHistory
+from marginproof.risk.measures import expected_shortfall, var
 
 ADDONS = ("liquidity", "concentration", "funding")
 

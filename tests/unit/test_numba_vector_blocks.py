@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from marginproof._numba_ext import block_axpy, block_min_first, block_scale
+from marginproof.jit.ext import block_axpy, block_min_first, block_scale
 
 
 @numba.njit

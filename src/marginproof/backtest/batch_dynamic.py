@@ -6,7 +6,7 @@ would take hours. Scenario P&L is linear in position quantities, so per date and
 underlyings this provider revalues every *distinct instrument* once per scenario set with the
 model's own :meth:`revalue` (unit quantity), multiplies by the sparse (books x instruments)
 quantity matrix, and applies the model's measures and add-ons column by column with the same
-pure functions (:mod:`marginproof.measures`, :mod:`marginproof.addons`) and the same order of
+pure functions (:mod:`marginproof.risk.measures`, :mod:`marginproof.addons`) and the same order of
 operations as :meth:`DynamicModel.margin <marginproof.models.dynamic.DynamicModel.margin>`.
 ``tests/unit/backtest/test_batch_dynamic.py`` asserts equality with ``model.margin`` book by
 book, so any change of the model's composition shows up as a failing test, not as a silently
@@ -31,9 +31,9 @@ from marginproof.backtest.providers import DayMargins
 from marginproof.errors import InputError
 from marginproof.instruments.portfolio import Portfolio, Position
 from marginproof.instruments.resolved import ResolvedBook, resolve
-from marginproof.measures import expected_shortfall
 from marginproof.models.result import position_greeks_usd
 from marginproof.risk.history import asof_date
+from marginproof.risk.measures import expected_shortfall
 
 FloatArray = NDArray[np.float64]
 

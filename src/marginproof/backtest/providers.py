@@ -29,9 +29,9 @@ from scipy.sparse import csr_matrix
 from marginproof.backtest.market import MarketPath
 from marginproof.backtest.portfolios import DayBooks, b76_price_delta
 from marginproof.errors import InputError
-from marginproof.measures import expected_shortfall
 from marginproof.models.base import MarginModel
 from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
+from marginproof.risk.measures import expected_shortfall
 
 FloatArray = NDArray[np.float64]
 

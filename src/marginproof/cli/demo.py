@@ -9,13 +9,13 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors
-from marginproof.demo import DEMO_DATE, demo_account, with_perp_marks_at_index
+from marginproof.demo.book import DEMO_DATE, demo_account, with_perp_marks_at_index
 from marginproof.errors import MarginproofError
 from marginproof.models.registry import available_models, get_model
 
 
 def _engine_stage(db: Path, accounts: int) -> None:
-    from marginproof.demo_engine import run_engine_demo
+    from marginproof.demo.engine import run_engine_demo
 
     console.print(f"\n[bold]Real-time engine on embedded defaults[/]: replaying the shipped "
                   f"hourly BTC/ETH prices of {DEMO_DATE} for {accounts:,} accounts "

@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
+from marginproof.config.params import config_dir, load_toml, params_hash, repo_root
 from marginproof.errors import InputError
-from marginproof.params import config_dir, load_toml, params_hash, repo_root
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
 
@@ -51,10 +51,10 @@ def run_calibration(end: str, first_test_year: int, base_config: Path,
                     lambdas: tuple[float, ...] = LAMBDAS,
                     scalings: tuple[float, ...] = SCALINGS) -> dict[str, Any]:
     """Calibrate decay, scaling and liquidity constants; the full parameter file as a dict."""
-    from marginproof import datasets
     from marginproof.addons.liquidity import calibrate_impact, option_half_spread_vol_points
     from marginproof.calibration import calibrate_fhs
     from marginproof.feeds.history import load_market_history
+    from marginproof.io import datasets
     from marginproof.risk.ewma import ewma_sigma
     from marginproof.risk.history import to_day
 
@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
         """Fit SVI per expiry and SSVI per chain to the shipped Deribit chains; fit quality."""
         import pandas as pd
 
-        from marginproof import datasets
+        from marginproof.io import datasets
         from marginproof.surfaces.chain import fit_chain, fitted_vs_market
 
         chains = datasets.load_option_chains()

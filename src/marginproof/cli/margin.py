@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
+from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
-from marginproof.formats import json_schemas, load_market, load_portfolio
 from marginproof.instruments.collateral import value_collateral
 from marginproof.instruments.portfolio import CollateralPolicy
+from marginproof.io.formats import json_schemas, load_market, load_portfolio
 from marginproof.models.registry import available_models, get_model
 from marginproof.models.result import MarginResult
-from marginproof.params import config_dir, load_toml
 
 PortfolioOpt = Annotated[Path, typer.Option("--portfolio", "-p", help="Portfolio JSON file")]
 MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market snapshot JSON file")]

@@ -38,7 +38,7 @@ from marginproof.proofs.records import (
 )
 from marginproof.proofs.signing import key_id
 from marginproof.proofs.verify import summary, verify_account
-from marginproof.proofstore import (
+from marginproof.storage.proofstore import (
     InputLogWriter,
     ProcessHasher,
     ProcessMapper,
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--epoch", f"the input log has no cut for epoch {epoch}")
             if epoch != last + 1:
                 raise InputError("--epoch", f"next epoch of this log is {last + 1}")
-            from marginproof.proofs_example import example_epoch
+            from marginproof.demo.proofs import example_epoch
 
             n = int(example_flag.read_text().split("=")[1])
             ex = example_epoch(epoch, n)

@@ -11,7 +11,7 @@ from marginproof.errors import InputError
 
 
 def _settings(database_url: str | None, bus_url: str | None):  # type: ignore[no-untyped-def]
-    from marginproof.settings import Settings
+    from marginproof.config.settings import Settings
 
     pairs = (("database_url", database_url), ("bus_url", bus_url))
     overrides: dict[str, Any] = {k: v for k, v in pairs if v is not None}

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from marginproof.config.params import params_hash
 from marginproof.engine.entries import (
     ACCOUNT_KINDS,
     EntryKind,
@@ -65,7 +66,6 @@ from marginproof.engine.ticks import Tick
 from marginproof.errors import InputError
 from marginproof.instruments.portfolio import CollateralPolicy
 from marginproof.models.grid import GridModel
-from marginproof.params import params_hash
 
 STABLE_PAR = ("USD", "USDC", "USDT")  # valued at 1 USD unless the feed quotes an index
 
@@ -467,7 +467,7 @@ class MarginEngine:
         return self._remargin_underlying(entry.seq, tick.underlying, f"tick:{tick.underlying}")
 
     def _on_market(self, entry: LogEntry) -> MarginBatch | None:
-        from marginproof.formats import market_from_dict  # boundary parser, pure
+        from marginproof.io.formats import market_from_dict  # boundary parser, pure
 
         snap = market_from_dict(dict(entry.body))
         touched = self.market.apply_snapshot(snap)

@@ -7,7 +7,7 @@ so replaying the same entries always gives the same margins.
 Bodies (JSON objects):
 
 * ``tick``: :meth:`Tick.to_dict`;
-* ``market``: a full snapshot (``marginproof.formats.market_to_dict``) seeding/replacing the
+* ``market``: a full snapshot (``marginproof.io.formats.market_to_dict``) seeding/replacing the
   data of every underlying it prices;
 * ``feed_status``: ``{stream, underlying, status: "stale"|"bad", reason}`` from the shell's feed
   watchdog or a parser rejection;

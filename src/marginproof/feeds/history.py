@@ -1,7 +1,7 @@
 """Load the shipped daily history into a :class:`~marginproof.risk.history.MarketHistory`.
 
 This is the shell side of the dynamic models: it reads ``data/`` through
-:mod:`marginproof.datasets` and hands plain arrays to the core. Underlyings ``BTC``, ``ETH``,
+:mod:`marginproof.io.datasets` and hands plain arrays to the core. Underlyings ``BTC``, ``ETH``,
 ``SOL`` map to the Binance ``<U>USDT`` daily closes (USDT treated as USD; they agree with
 Coinbase to a median 0.06 %, ``data/README.md``).
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marginproof import datasets
 from marginproof.errors import InputError
+from marginproof.io import datasets
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
 from marginproof.risk.history import DailySeries, FundingSeries, MarketHistory, to_day

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from marginproof import datasets
+from marginproof.io import datasets
 
 
 def _dump(obj: Any) -> str:

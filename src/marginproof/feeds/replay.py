@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marginproof import datasets
 from marginproof.engine.entries import EntryKind
 from marginproof.engine.ticks import Tick
 from marginproof.errors import InputError
 from marginproof.feeds.chains import market_from_chain
-from marginproof.formats import market_to_dict
+from marginproof.io import datasets
+from marginproof.io.formats import market_to_dict
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.storage.base import NewEntry
 

@@ -19,11 +19,11 @@ from numpy.typing import NDArray
 
 from marginproof.errors import InputError
 from marginproof.instruments.resolved import ResolvedBook
-from marginproof.measures import es_weights, expected_shortfall, var
 from marginproof.models.base import BaseMarginModel
 from marginproof.risk.factors import FactorPath, factor_path
 from marginproof.risk.history import MarketHistory
 from marginproof.risk.implied import DEFAULT_PROXY_SCALE
+from marginproof.risk.measures import es_weights, expected_shortfall, var
 from marginproof.scenarios.revalue import scenario_pnl_usd
 from marginproof.scenarios.sets import ScenarioSet, book_moves
 

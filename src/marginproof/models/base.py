@@ -8,10 +8,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from marginproof.config.params import config_dir, load_toml, params_hash
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.result import MarginResult
-from marginproof.params import config_dir, load_toml, params_hash
 
 
 @runtime_checkable

@@ -21,14 +21,14 @@ from numba import njit, prange
 from numba.np.numpy_support import carray
 from numpy.typing import NDArray
 
-from marginproof._numba_ext import (
+from marginproof.instruments.resolved import ResolvedBook
+from marginproof.jit.ext import (
     block_axpy,
     block_min_first,
     block_scale,
     prefetch_block,
     stack_empty,
 )
-from marginproof.instruments.resolved import ResolvedBook
 from marginproof.models.grid import GridModel
 from marginproof.scenarios.revalue import scenario_pnl_usd
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from marginproof.config.params import load_toml
 from marginproof.errors import InputError
 from marginproof.models.base import BaseMarginModel
-from marginproof.params import load_toml
 
 _MODELS: dict[str, str] = {
     "standard": "marginproof.models.standard:StandardModel",

@@ -9,7 +9,7 @@ Pure core (no I/O, clocks or environment). Layers, after ``docs/proofs.md``:
 * L4 :mod:`.epoch`, :mod:`.leaves` - the committed path, prove and replay;
 * L5 :mod:`.privacy`, :mod:`.rangeproof`, :mod:`.group` - Pedersen commitments and range proofs.
 
-The file store, parallel executors and CLI live in the shell (:mod:`marginproof.proofstore`,
+The file store, parallel executors and CLI live in the shell (:mod:`marginproof.storage.proofstore`,
 :mod:`marginproof.cli.proofs`).
 """
 

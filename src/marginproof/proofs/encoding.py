@@ -33,7 +33,7 @@ PREFIX_SUM_NODE_V1 = b"\x11"    # sum-tree node, 128-bit child sums (format v1)
 PREFIX_PAD = b"\x12"            # padding-leaf tag
 PREFIX_ACCOUNT = b"\x13"        # account tag
 PREFIX_HEADER = b"\x14"         # epoch header hash
-PREFIX_PARAMS = b"\x15"         # parameter-file hash (same as marginproof.params.params_hash)
+PREFIX_PARAMS = b"\x15"         # parameter-file hash (= config.params.params_hash)
 PREFIX_MARKET = b"\x16"         # market-snapshot body hash (v2 addition)
 PREFIX_COM_LEAF = b"\x17"       # commitment-tree leaf (L5)
 PREFIX_COM_NODE = b"\x18"       # commitment-tree node (L5)

@@ -22,7 +22,7 @@ Entry (canonical JSON, one per line in the file store)::
 Non-key entries must be signed by a current ``source`` or ``operator`` key. Tree heads
 ``STH = {log, size, root, epoch}`` are signed by an operator key (context ``sth``).
 Timestamps come from entries, never from a clock. The file-based store and the writer the
-service uses live in :mod:`marginproof.proofstore` (shell); this module is pure.
+service uses live in :mod:`marginproof.storage.proofstore` (shell); this module is pure.
 """
 
 from __future__ import annotations

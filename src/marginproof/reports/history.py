@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marginproof import datasets
 from marginproof.backtest.market import IV_RATIO, MarketPath, iv_proxy
 from marginproof.errors import InputError
+from marginproof.io import datasets
 
 SYMBOL = {"BTC": "BTCUSDT", "ETH": "ETHUSDT", "SOL": "SOLUSDT", "XRP": "XRPUSDT",
           "ADA": "ADAUSDT", "DOGE": "DOGEUSDT", "LTC": "LTCUSDT", "LINK": "LINKUSDT",

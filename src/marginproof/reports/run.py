@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from marginproof import datasets
 from marginproof.backtest.batch_dynamic import HistoryBatchProvider
 from marginproof.backtest.continuous import (
     BacktestConfig,
@@ -34,6 +33,7 @@ from marginproof.backtest.providers import (
     ModelProvider,
 )
 from marginproof.errors import InputError
+from marginproof.io import datasets
 from marginproof.models.registry import available_models, model_class
 from marginproof.reports import figures
 from marginproof.reports.history import hourly_path, shipped_daily_path

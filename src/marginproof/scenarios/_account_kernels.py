@@ -1,7 +1,7 @@
 """Compiled per-account tail measures over a CSR book (numba, parallel, cached).
 
 The plain-NumPy twin is :mod:`marginproof.scenarios._account_risk_reference`; tests assert
-they agree (the kernel needs numba: it uses stack buffers from :mod:`marginproof._numba_ext`).
+they agree (the kernel needs numba: it uses stack buffers from :mod:`marginproof.jit.ext`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba.np.numpy_support import carray
 
-from marginproof._numba_ext import stack_empty
+from marginproof.jit.ext import stack_empty
 from marginproof.pricing._kernels import njit, prange
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from marginproof.measures import expected_shortfall
+from marginproof.risk.measures import expected_shortfall
 
 FloatArray = NDArray[np.float64]
 

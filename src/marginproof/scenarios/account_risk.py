@@ -5,7 +5,8 @@ per-instrument scenario P&L per unit, shape ``(n_scenarios, n_instruments)`` (fl
 fine: the kernel accumulates in float64). Each account's loss vector is the sparse product
 ``-P[:, inst] @ qty``; the measures use selection of the few largest losses (an insertion
 top-k in a compiled kernel), never a per-account sort or ``numpy.quantile`` loop. Conventions
-are those of :mod:`marginproof.measures`: VaR = ``numpy.quantile`` (linear), ES = Acerbi-Tasche.
+are those of :mod:`marginproof.risk.measures`: VaR = ``numpy.quantile`` (linear),
+ES = Acerbi-Tasche.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from marginproof.errors import InputError
-from marginproof.measures import tail_count
+from marginproof.risk.measures import tail_count
 from marginproof.scenarios._account_kernels import account_tail_kernel, numpy_linear_ranks
 
 FloatArray = NDArray[np.float64]

@@ -20,9 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from marginproof.errors import InputError
-from marginproof.measures import expected_shortfall, full_revaluation_loss, var, worst_loss
 from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
 from marginproof.risk.factors import FactorPath
+from marginproof.risk.measures import expected_shortfall, full_revaluation_loss, var, worst_loss
 from marginproof.scenarios.sets import ScenarioSet, horizon_factor
 
 FloatArray = NDArray[np.float64]

@@ -23,7 +23,7 @@ from scipy import optimize, stats
 from scipy.stats import qmc
 
 from marginproof.errors import InputError
-from marginproof.measures import expected_shortfall, var
+from marginproof.risk.measures import expected_shortfall, var
 
 FloatArray = NDArray[np.float64]
 

@@ -1,7 +1,7 @@
 """Console settings: where reports and proofs live (``MARGINPROOF_*`` environment variables).
 
-Read separately from :class:`marginproof.settings.Settings` (which ignores unknown variables), so
-the console needs no change to the service's settings.
+Read separately from :class:`marginproof.config.settings.Settings` (which ignores unknown
+variables), so the console needs no change to the service's settings.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything public (signed record, signed tree head, ``public/keys.jsonl``) is returned as the
 parsed canonical JSON the verifier needs; the user's private proof (with their ``nonce``) is
-built on demand by :func:`marginproof.proofstore.proof_for_account`. The browser verifies it
+built on demand by :func:`marginproof.storage.proofstore.proof_for_account`. The browser verifies it
 itself (``static/verify.js``, same checks and codes as :mod:`marginproof.proofs.verify`), so a
 user need not trust the server that served it.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from marginproof.errors import InputError
 from marginproof.proofs.encoding import parse_canonical
-from marginproof.proofstore import ProofStore, proof_for_account, read_bytes
+from marginproof.storage.proofstore import ProofStore, proof_for_account, read_bytes
 
 
 class ProofsView:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 import marginproof as mp
+from marginproof.config.params import config_dir, load_toml
 from marginproof.models.presets.deribit_pm import DeribitPMModel
 from marginproof.models.presets.deribit_standard import DeribitStandardModel
-from marginproof.params import config_dir, load_toml
 
 
 def rel(a: float, b: float, tol: float) -> bool:

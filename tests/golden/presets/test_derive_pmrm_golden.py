@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.models.presets.derive_pmrm import (
     PMRMCollateral,
     PMRMExpiry,
@@ -26,7 +27,6 @@ from marginproof.models.presets.derive_pmrm import (
     PMRMScenario,
     evaluate_pmrm,
 )
-from marginproof.params import config_dir, load_toml
 
 CASES = json.loads((Path(__file__).parent / "data" / "derive_pmrm_cases.json").read_text())
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.models.presets.derive_srm import (
     SRMExpiry,
     SRMMarket,
@@ -27,7 +28,6 @@ from marginproof.models.presets.derive_srm import (
     evaluate_srm,
     market_params,
 )
-from marginproof.params import config_dir, load_toml
 
 DATA = json.loads((Path(__file__).parent / "data" / "derive_srm_cases.json").read_text())
 CASES = DATA["cases"]

@@ -77,7 +77,7 @@ def test_calibration_recovers_y_from_a_square_root_book() -> None:
 
 
 def test_shipped_book_calibration_is_order_one() -> None:
-    from marginproof import datasets
+    from marginproof.io import datasets
 
     b = datasets.load_depth_snapshot()
     bids = b[b["side"] == "bid"].sort_values("price", ascending=False)

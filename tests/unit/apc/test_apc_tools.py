@@ -97,8 +97,8 @@ def test_report_includes_cost_and_rejects_gappy_dates() -> None:
 
 
 def test_ten_year_floor_asof_uses_the_bitstamp_coinbase_file() -> None:
-    from marginproof import datasets
     from marginproof.feeds.history import ten_year_floor_asof
+    from marginproof.io import datasets
 
     s, floor = ten_year_floor_asof("2022-06-13")
     long = datasets.load_btc_long_daily()

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from marginproof.demo.synthetic import option_universe, random_accounts
 from marginproof.instruments.portfolio import Portfolio, Position
 from marginproof.instruments.resolved import resolve
 from marginproof.models.batch import (
@@ -14,7 +15,6 @@ from marginproof.models.batch import (
     segment_worst_loss_reference,
 )
 from marginproof.models.grid import GridModel
-from marginproof.synthetic import option_universe, random_accounts
 from tests.factories import sample_market
 
 

@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import InputError
 from marginproof.instruments import Portfolio
 from marginproof.models import available_models, get_model
 from marginproof.models.grid import GridModel
-from marginproof.params import config_dir, load_toml
 from tests.factories import CALL, PUT, hedged_book, naked_book, sample_market
 
 

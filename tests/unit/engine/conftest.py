@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 from _engine_helpers import Log
 
-from marginproof.demo import demo_account
+from marginproof.demo.book import demo_account
 from marginproof.engine import EntryKind, LogEntry
-from marginproof.formats import market_to_dict
 from marginproof.instruments.portfolio import Account
+from marginproof.io.formats import market_to_dict
 from marginproof.market.snapshot import MarketSnapshot
 
 

@@ -10,8 +10,8 @@ from _engine_helpers import account_body
 
 from marginproof.engine import EngineConfig, EntryKind, MarginEngine, Tick
 from marginproof.engine.events import LiquidationSignal, MarginCall, MarginRestored
-from marginproof.formats import market_to_dict
 from marginproof.instruments.portfolio import Portfolio
+from marginproof.io.formats import market_to_dict
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.grid import GridModel
 

@@ -123,7 +123,7 @@ finite_or_not = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
 def test_no_sequence_of_ticks_lowers_margin_while_the_data_is_bad(demo, prices):
     from _engine_helpers import Log
 
-    from marginproof.formats import market_to_dict
+    from marginproof.io.formats import market_to_dict
     acct, market = demo
     lg = Log(int(market.timestamp.timestamp() * 1000))
     eng = MarginEngine(GridModel())

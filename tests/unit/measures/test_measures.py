@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from marginproof.errors import InputError
-from marginproof.measures import (
+from marginproof.risk.measures import (
     es_weights,
     expected_shortfall,
     full_revaluation_loss,

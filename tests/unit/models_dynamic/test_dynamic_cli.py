@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from marginproof.cli.main import app
+from marginproof.config.params import load_toml
 from marginproof.feeds.history import fhs_asof
 from marginproof.models.dynamic import DynamicModel
-from marginproof.params import load_toml
 
 runner = CliRunner()
 

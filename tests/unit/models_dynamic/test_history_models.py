@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from marginproof.demo import demo_account
+from marginproof.config.params import config_dir, load_toml
+from marginproof.demo.book import demo_account
 from marginproof.errors import InputError
 from marginproof.feeds.history import fhs_asof, market_on, shipped_history
 from marginproof.instruments.portfolio import Portfolio
@@ -16,7 +17,6 @@ from marginproof.models.dynamic import DynamicModel
 from marginproof.models.fhs import FHSModel
 from marginproof.models.montecarlo import MCModel, refit_anchor
 from marginproof.models.registry import available_models, get_model
-from marginproof.params import config_dir, load_toml
 
 
 @pytest.fixture(scope="module")

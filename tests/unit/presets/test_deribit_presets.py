@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import InputError, UnsupportedInstrumentError
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.presets.deribit_pm import DeribitPMModel
 from marginproof.models.presets.deribit_standard import DeribitStandardModel
-from marginproof.params import config_dir, load_toml
 from marginproof.pricing._black76_reference import price as b76
 from tests.unit.presets.conftest import EXP, EXP_NAME, T0
 

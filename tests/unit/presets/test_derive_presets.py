@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import InputError, UnsupportedInstrumentError
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.market.snapshot import MarketSnapshot
@@ -19,7 +20,6 @@ from marginproof.models.presets.derive_pmrm import (
     evaluate_pmrm,
 )
 from marginproof.models.presets.derive_srm import DeriveSRMModel
-from marginproof.params import config_dir, load_toml
 from tests.unit.presets.conftest import EXP, EXP_NAME, T0
 
 C4000 = f"ETH_USDC-{EXP_NAME}-4000-C"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from marginproof.cli.main import app
-from marginproof.params import config_dir
+from marginproof.config.params import config_dir
 
 runner = CliRunner()
 EX = Path(__file__).resolve().parents[3] / "examples" / "presets"
@@ -114,8 +114,8 @@ def test_bad_preset_inputs_in_a_file_exit_2_naming_the_field(tmp_path: Path) -> 
     ("derive-pmrm", "margin", "mm_factor"), ("derive-srm", "depeg", "factor"),
 ])
 def test_params_hash_follows_every_parameter_change(preset: str, table: str, key: str) -> None:
+    from marginproof.config.params import load_toml
     from marginproof.models.registry import model_class
-    from marginproof.params import load_toml
 
     raw = load_toml(config_dir() / "presets" / f"{preset}.toml")
     cls = model_class(preset)

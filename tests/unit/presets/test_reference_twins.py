@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.models.presets._reference import deribit_position_pnl, pmrm_scenario_pnl
 from marginproof.models.presets.deribit_pm import PMPosition, position_pnl
 from marginproof.models.presets.derive_pmrm import (
@@ -15,7 +16,6 @@ from marginproof.models.presets.derive_pmrm import (
     PMRMPortfolio,
     evaluate_pmrm,
 )
-from marginproof.params import config_dir, load_toml
 
 PAIR = {"price_range": 0.16, "volatility_range_up": 0.5, "volatility_range_down": 0.25,
         "short_term_vega_power": 0.3, "long_term_vega_power": 0.13,

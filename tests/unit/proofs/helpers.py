@@ -14,7 +14,7 @@ from marginproof.proofs.inputlog import LogEntry, keys_body, sign_entry
 from marginproof.proofs.leaves import market_body
 from marginproof.proofs.records import sign_record, signed_record_hash
 from marginproof.proofs.signing import SigningKey
-from marginproof.proofstore import default_params
+from marginproof.storage.proofstore import default_params
 
 ENGINE = EngineInfo("test-engine/1", "0" * 64)
 T0 = datetime(2024, 1, 2, 8, 0, tzinfo=UTC)

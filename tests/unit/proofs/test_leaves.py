@@ -19,7 +19,7 @@ from marginproof.proofs.leaves import (
     market_from_body,
     parse_params,
 )
-from marginproof.proofstore import default_params
+from marginproof.storage.proofstore import default_params
 from tests.unit.proofs.helpers import tiny_market
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from marginproof.proofs.sumtree import FORMAT_V1, FORMAT_V2, build_sum_tree, sort_by_tag
-from marginproof.proofstore import ProcessHasher, ProcessMapper
+from marginproof.storage.proofstore import ProcessHasher, ProcessMapper
 
 
 def test_process_hasher_builds_the_identical_tree() -> None:

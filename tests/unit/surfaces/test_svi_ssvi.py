@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marginproof import datasets
 from marginproof.errors import InputError
+from marginproof.io import datasets
 from marginproof.surfaces import (
     VOGT_PARAMS,
     SVIParams,

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from marginproof.bus.base import Message
-from marginproof.demo import demo_market
+from marginproof.demo.book import demo_market
 from marginproof.engine.core import MarginEngine
 from marginproof.engine.entries import EntryKind, LogEntry
 from marginproof.engine.events import MarginBatch
-from marginproof.formats import market_to_dict
+from marginproof.io.formats import market_to_dict
 from marginproof.models.grid import GridModel
 from marginproof.service.auth import Principal
 from marginproof.web.hub import ConsoleHub

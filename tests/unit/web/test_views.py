@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from marginproof.demo import demo_account, demo_market
+from marginproof.demo.book import demo_account, demo_market
 from marginproof.engine.core import MarginEngine
 from marginproof.engine.entries import EntryKind, LogEntry
-from marginproof.formats import market_to_dict
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.instruments.resolved import resolve
+from marginproof.io.formats import market_to_dict
 from marginproof.models.grid import GridModel
 from marginproof.models.registry import get_model
 from marginproof.web import views

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from marginproof.engine.entries import EntryKind
-from marginproof.formats import market_from_dict, market_to_dict
+from marginproof.io.formats import market_from_dict, market_to_dict
 from marginproof.service.deps import ContainerDep, OperatorDep
 from marginproof.service.schemas import Accepted, HealthOut, MarketIn
 from marginproof.storage.base import NewEntry

@@ -268,7 +268,7 @@ export async function verifySignature(raw, context, message, sig, code) {
   if (!ok) throw new VerificationError(code, "Ed25519 signature does not verify under the key");
 }
 
-// -- published keys (marginproof.proofstore.published_keys) -----------------------------------
+// -- published keys (marginproof.storage.proofstore.published_keys) -----------------------------------
 const KINDS = ["market", "positions", "balances", "params", "keys", "cut"];
 const ROLES = ["operator", "source"];
 

@@ -49,7 +49,7 @@ def params_hash(obj: Any) -> str:
 
 def repo_root() -> Path:
     """Root of the source checkout (the package is installed editable from it)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]  # src/marginproof/config/params.py
 
 
 def config_dir() -> Path:

@@ -11,9 +11,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from marginproof import datasets
 from marginproof.feeds.chains import market_from_chain
 from marginproof.instruments.portfolio import Account, Portfolio
+from marginproof.io import datasets
 from marginproof.market.snapshot import MarketSnapshot
 
 DEMO_DATE = "2022-04-15"

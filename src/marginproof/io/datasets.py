@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from marginproof.config.params import repo_root
 from marginproof.errors import InputError
-from marginproof.params import repo_root
 
 SPOT_HOURLY = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 OPTIONS_FILE = "options/deribit_btc_options_eod_optionsdx_2021_2022_subset.csv.gz"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marginproof import datasets
-from marginproof.demo import DEMO_DATE, demo_account, demo_market
+from marginproof.demo.book import DEMO_DATE, demo_account, demo_market
+from marginproof.io import datasets
 from marginproof.market.snapshot import MarketSnapshot
 
 SEED = 20260425

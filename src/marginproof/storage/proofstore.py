@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import InputError
 from marginproof.market.snapshot import MarketSnapshot
-from marginproof.params import config_dir, load_toml
 from marginproof.proofs import merklelog
 from marginproof.proofs.encoding import (
     canon,

@@ -1,0 +1,3 @@
+"""Shipped sample data built from ``data/``: the demo book and market (``book``), the demo's
+real-time stage (``engine``), example proof epochs (``proofs``) and seeded synthetic universes
+and books for benchmarks and tests (``synthetic``)."""

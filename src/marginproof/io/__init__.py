@@ -1,0 +1,2 @@
+"""Files at the boundary: portfolio and market JSON formats (``formats``) and typed readers of
+the shipped market data (``datasets``)."""
