@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -109,23 +116,128 @@ def test_scenario_kernel_agrees_with_the_libm_kernel() -> None:
         _close(new[j, ~edge], old[j, ~edge], np.nan_to_num(f[~edge]) * 1e-3, 1e-11)
 
 
-def _host_has_avx2_fma() -> bool:
-    try:
-        import llvmlite.binding as ll
+# The property a test of generated code checks is "the loop is vectorised and calls no libm",
+# never one register file: LLVM picks 128-, 256- or 512-bit vectors by target (AVX2 hosts and
+# Intel AVX-512 parts tuned for 256 bits use ymm, AMD Zen 4 uses zmm, aarch64 NEON uses v.2d).
+# Intrinsics that lower to one vector instruction on every 64-bit target we run on; anything
+# else in the vector loop (erfc, exp, log, llvm.exp.*, ...) would be a libm call per lane.
+_LANEWISE_INTRINSICS = re.compile(
+    r"llvm\.(fma|fmuladd|fabs|sqrt|minnum|maxnum|minimum|maximum|copysign|floor|ceil|trunc"
+    r"|rint|nearbyint|round|roundeven|masked\.\w+|vector\.reduce\.\w+|assume|prefetch"
+    r"|experimental\.noalias\.scope\.decl|lifetime\.\w+)(\.[\w.]+)?$"
+)
+# Packed (not scalar: ...sd / fmadd d-registers) fused multiply-adds, any vector width.
+_PACKED_FMA = {
+    "x86_64": re.compile(r"^\s*v?f(?:n)?m(?:add|sub|addsub|subadd)\d{3}pd\s"),
+    "aarch64": re.compile(r"^\s*(?:fml[as]\s+v\d+\.2d|fml[as]\s+z\d+\.d|fm(?:ad|sb)\s+z\d+\.d)"),
+}
 
-        feats = ll.get_host_cpu_features()
-        return bool(feats.get("avx2") and feats.get("fma"))
-    except Exception:  # pragma: no cover
-        return False
+
+def _vector_bodies(ir: str) -> list[str]:
+    """The loop vectoriser's ``vector.body`` blocks of an LLVM IR module (label to next label)."""
+    blocks = re.split(r"\n(?=[\w.$\-]+:)", ir)
+    return [b for b in blocks if re.match(r"vector\.body\d*:", b)]
 
 
-@pytest.mark.skipif(not _host_has_avx2_fma(), reason="needs an AVX2+FMA host")
-def test_greeks_loop_is_vectorised_without_libm_calls() -> None:
+def _called(block: str) -> set[str]:
+    return set(re.findall(r"\bcall\b[^@]*@([\w.$\-]+)\(", block))
+
+
+def _host_fma() -> tuple[str, bool]:
+    """The host architecture and whether LLVM may use fused multiply-add there."""
+    arch = platform.machine().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    if arch != "x86_64":
+        return arch, arch == "aarch64"  # FMA is part of the aarch64 base ISA
+    from numba.core import config
+
+    if config.CPU_FEATURES:  # NUMBA_CPU_FEATURES overrides the host's (cross-target checks)
+        return arch, "+fma" in config.CPU_FEATURES.split(",")
+    import llvmlite.binding as ll
+
+    return arch, bool(ll.get_host_cpu_features().get("fma"))
+
+
+_ARCH, _HAS_FMA = _host_fma()
+
+
+def _fresh_block_compile() -> tuple[str, str]:
+    """LLVM IR and assembly of a fresh, uncached compilation of the greeks block function (a
+    cache-loaded one has neither)."""
     n = 8
     f, k, t, s, c, d, r = _book(n)
-    # a fresh, uncached compilation of the block function (a cache-loaded one has no asm text)
     blk = K.njit(fastmath=K._FASTMATH, error_model="numpy")(K._greeks_block.py_func)
     blk(f, k, t, s, c, d, r, np.empty((7, n)), 0, n)
-    asm = blk.inspect_asm(blk.signatures[0])
-    packed_fma = [ln for ln in asm.splitlines() if "vfmadd" in ln and "pd" in ln and "ymm" in ln]
-    assert len(packed_fma) > 50  # the exp/log/N polynomials, 4 lanes per instruction
+    sig = blk.signatures[0]
+    return blk.inspect_llvm(sig), blk.inspect_asm(sig)
+
+
+def test_greeks_loop_is_vectorised_without_libm_calls() -> None:
+    ir, asm = _fresh_block_compile()
+    bodies = _vector_bodies(ir)
+    assert len(bodies) == 1, "the generic-branch loop was not vectorised"
+    body = bodies[0]
+    # vector lanes of any width: <2 x double> (SSE2/NEON), <4 x ...> (AVX2), <8 x ...> (AVX-512)
+    widths = {int(w) for w in re.findall(r"<(\d+) x double>", body)}
+    assert widths and min(widths) >= 2
+    calls = _called(body)
+    libm = sorted(c for c in calls if not _LANEWISE_INTRINSICS.match(c))
+    assert not libm, f"scalar calls in the vector loop: {libm}"
+    vector_fmas = re.findall(r"@llvm\.fma\.v\d+f64\(", body)
+    assert len(vector_fmas) > 50  # the exp/log/N polynomials, one FMA per coefficient
+    # the whole function still has the scalar edge-case pass (libm erfc/exp/log) after the loop
+    assert "erfc" in _called(ir)
+
+
+@pytest.mark.skipif(_ARCH not in _PACKED_FMA or not _HAS_FMA,
+                    reason=f"packed-FMA mnemonics are known for x86-64 with FMA and aarch64; this "
+                           f"target is {_ARCH} (fma={_HAS_FMA}), where llvm.fma may lower to "
+                           f"a libm call")
+def test_greeks_loop_assembles_to_packed_fmas() -> None:
+    _, asm = _fresh_block_compile()
+    packed = [ln for ln in asm.splitlines() if _PACKED_FMA[_ARCH].match(ln)]
+    assert len(packed) > 50, f"{len(packed)} packed FMAs in the block function's assembly"
+
+
+@pytest.mark.parametrize(("arch", "line", "packed"), [
+    ("x86_64", "\tvfmadd213pd\t%ymm1, %ymm2, %ymm3", True),
+    ("x86_64", "\tvfmadd213pd\t%zmm1, %zmm2, %zmm3", True),
+    ("x86_64", "\tvfnmadd231pd\t%xmm1, %xmm2, %xmm3", True),
+    ("x86_64", "\tvfmadd213sd\t%xmm1, %xmm2, %xmm3", False),
+    ("x86_64", "\tvmulpd\t%zmm1, %zmm2, %zmm3", False),
+    ("aarch64", "\tfmla\tv0.2d, v1.2d, v2.2d", True),
+    ("aarch64", "\tfmla\tz0.d, p0/m, z1.d, z2.d", True),
+    ("aarch64", "\tfmadd\td0, d1, d2, d3", False),
+])
+def test_packed_fma_patterns_cover_every_vector_width(arch: str, line: str, packed: bool) -> None:
+    assert bool(_PACKED_FMA[arch].match(line)) is packed
+
+
+def test_vector_loop_check_rejects_a_libm_call() -> None:
+    v8 = "<8 x double>"
+    ir = ("entry:\n  br label %vector.body\nvector.body:\n"
+          f"  %a = call {v8} @llvm.fma.v8f64({v8} %x, {v8} %y, {v8} %z)\n"
+          "  %b = call double @erfc(double %q)\n"
+          f"  %c = call {v8} @llvm.exp.v8f64({v8} %a)\n"
+          "  br label %middle.block\nmiddle.block:\n  ret void\n")
+    (body,) = _vector_bodies(ir)
+    bad = sorted(c for c in _called(body) if not _LANEWISE_INTRINSICS.match(c))
+    assert bad == ["erfc", "llvm.exp.v8f64"]
+
+
+@pytest.mark.skipif(_ARCH != "x86_64", reason="cross-target code generation is checked on x86-64")
+@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") is not None,
+                    reason="already running under a chosen target CPU")
+@pytest.mark.parametrize("cpu", ["znver4", "skylake-avx512"])
+def test_generated_code_checks_hold_for_other_x86_tunings(cpu: str, tmp_path: Path) -> None:
+    """The two checks above pass when LLVM tunes for another x86 CPU with this host's
+    features: Zen 4 uses 512-bit zmm vectors where an AVX-512 host has them (the issue-20 host),
+    Skylake-AVX512 prefers 256-bit ymm; an AVX2-only host gets ymm from both."""
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "vectorised_without_libm or assembles_to_packed"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout
