@@ -23,6 +23,16 @@ async def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _until_acked(bus: NatsBus, durable: str, timeout_s: float = 10.0) -> None:
+    """Wait until consumer ``durable`` has nothing pending or unacknowledged (an ack travels to
+    the server asynchronously: a fixed sleep is too short on a loaded host)."""
+    end = asyncio.get_running_loop().time() + timeout_s
+    while await bus.pending(durable):
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"{durable}: messages still pending")
+        await asyncio.sleep(0.02)
+
+
 def test_duplicate_message_ids_are_stored_once(nats_url: str, unique: str) -> None:
     async def main() -> None:
         bus = await NatsBus.connect(nats_url, stream=unique.upper(), prefix=unique)
@@ -72,8 +82,7 @@ def test_unacked_message_of_a_crashed_consumer_is_redelivered_to_its_successor(
             await bus.subscribe(f"{unique}.input.>", healthy, durable="engine-p0")
             await _until(lambda: bool(second))
             assert second[0][0] == "in-1" and second[0][1] >= 2
-            await asyncio.sleep(0.5)  # the successor's ack lands
-            assert await bus.pending("engine-p0") == 0
+            await _until_acked(bus, "engine-p0")  # the successor's ack lands
         finally:
             await bus.delete_stream()
             await bus.close()
@@ -93,7 +102,7 @@ def test_durable_consumer_resumes_where_it_stopped(nats_url: str, unique: str) -
             sub = await bus.subscribe(f"{unique}.input.>", h, durable="p0")
             await bus.publish(f"{unique}.input.fill", b"{}", "in-1")
             await _until(lambda: got == ["in-1"])
-            await asyncio.sleep(0.2)  # let the ack land
+            await _until_acked(bus, "p0")  # else in-1 is redelivered after the restart
             await sub.stop()
             await bus.publish(f"{unique}.input.fill", b"{}", "in-2")
             await bus.publish(f"{unique}.input.fill", b"{}", "in-3")
@@ -155,7 +164,9 @@ def test_ephemeral_consumer_deleted_during_a_slow_handler_is_recreated_without_l
             sub = await bus.subscribe(f"{unique}.events.>", slow)
             await bus.publish(f"{unique}.events.0.margin_batch", b"{}", "m0")
             await _until(lambda: got == ["m0"])
-            await asyncio.sleep(1.5)  # let the server notice the idle consumer
+            # the server drops the idle consumer and the loop re-creates it (a fixed wait
+            # was a guess at how fast a loaded host gets there)
+            await _until(lambda: sub.recreated >= 1, timeout_s=15)
             for k in (1, 2, 3):
                 await bus.publish(f"{unique}.events.0.margin_batch", b"{}", f"m{k}")
             await _until(lambda: len(got) >= 4, timeout_s=15)
