@@ -9,10 +9,10 @@ from pathlib import Path
 from marginproof.bootstrap import bootstrap
 from marginproof.config.settings import Settings
 from marginproof.engine.entries import EntryKind
+from marginproof.feeds.chains import market_from_chain
 from marginproof.feeds.recorded import binance_messages, deribit_messages, deribit_notification
 from marginproof.feeds.runtime import StaleWatchdog
 from marginproof.feeds.server import RecordedVenueServer
-from marginproof.feeds.chains import market_from_chain
 from marginproof.feeds.websocket import BinanceClient, DeribitClient
 from marginproof.io import datasets
 from marginproof.io.formats import market_to_dict

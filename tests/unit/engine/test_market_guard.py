@@ -194,11 +194,9 @@ def _run_adversary(demo: Any, steps: list[tuple[int, float, float | None, str]]
     s0 = demo[1].index("BTC")
     im0 = _im(eng)
     t = t0
-    seq = 0
     n_ok = n_refused = 0
-    for dt, li, lm, how in steps:
+    for seq, (dt, li, lm, how) in enumerate(steps, start=1):
         t += dt
-        seq += 1
         ex, tseq = t, seq
         if how == "future":
             ex = t + 3_600_000
