@@ -30,7 +30,8 @@ from marginproof.instruments.portfolio import Portfolio
 from marginproof.instruments.resolved import resolve
 from marginproof.service.auth import Principal, authenticate
 from marginproof.service.deps import ContainerDep, PrincipalDep, check_account
-from marginproof.service.routes.whatif import whatif_inputs
+from marginproof.service.routes.accounts import account_known
+from marginproof.service.routes.whatif import compute_whatif
 from marginproof.service.schemas import WhatIfIn
 from marginproof.web import views
 from marginproof.web.config import WebSettings
@@ -205,7 +206,7 @@ def account_detail(account_id: str, principal: PrincipalDep,
     """Positions, collateral, latest margin and its explanation under the engine's model
     (components, binding scenario, greeks by underlying and expiry, risk matrix)."""
     check_account(principal, container, account_id)
-    if not container.repo.account_exists(account_id):
+    if not account_known(container, account_id):
         raise HTTPException(404, "unknown account")
     state = container.repo.account_state(account_id)
     positions = {k: v for k, v in (state[1] if state else {}).items() if v != 0.0}
@@ -229,18 +230,12 @@ def account_detail(account_id: str, principal: PrincipalDep,
 
 # -- what-if -------------------------------------------------------------------------------------
 @router.post("/console/api/whatif")
-def console_whatif(body: WhatIfIn, principal: PrincipalDep,
-                   container: ContainerDep) -> dict[str, Any]:
-    """Like ``POST /whatif`` (same body, same rules, nothing stored) plus the explanation the
-    console draws: components, greeks by expiry and the risk matrix as heat-map data."""
-    t0 = time.perf_counter()
-    positions, snap = whatif_inputs(body, principal, container)
-    model = container.whatif_model(body.model, body.params)
-    portfolio = Portfolio.of(positions)
-    result = model.margin(portfolio, snap)
-    book = resolve(portfolio, snap)
-    container.metrics.whatif_seconds.observe(time.perf_counter() - t0)
-    return views.explain(result, model, book, positions)
+async def console_whatif(body: WhatIfIn, principal: PrincipalDep,
+                         container: ContainerDep) -> dict[str, Any]:
+    """Like ``POST /whatif`` (same body, same rules, same worker pool, nothing stored) plus the
+    explanation the console draws: components, greeks by expiry and the risk matrix as
+    heat-map data, and before / after / change of IM with the equity and excess."""
+    return await compute_whatif(body, principal, container, "console")
 
 
 # -- reports -------------------------------------------------------------------------------------

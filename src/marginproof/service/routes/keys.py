@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from marginproof.service.auth import create_key
 from marginproof.service.deps import ContainerDep, OperatorDep
+from marginproof.service.routes.accounts import account_known
 from marginproof.service.schemas import KeyCreate, KeyCreated, KeyOut, KeysOut
 from marginproof.storage.base import KeyRecord
 
@@ -21,7 +22,7 @@ def _out(r: KeyRecord) -> KeyOut:
 @router.post("", status_code=201, response_model=KeyCreated)
 def new_key(body: KeyCreate, principal: OperatorDep, container: ContainerDep) -> KeyCreated:
     """Create a key; the secret is in the response only."""
-    if body.account_id is not None and not container.repo.account_exists(body.account_id):
+    if body.account_id is not None and not account_known(container, body.account_id):
         raise HTTPException(404, "unknown account")
     key, rec = create_key(container.repo, body.scope, body.account_id, body.label,
                           principal.label or principal.key_id, container.clock_ms())
