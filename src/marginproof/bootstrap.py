@@ -79,6 +79,10 @@ class Container:
         """The grid model in force in the engines."""
         return self.runners[0].engine.model if self.runners else _initial_model(self.settings)
 
+    def engine_threads(self) -> list[threading.Thread]:
+        """The engine runner threads this container started."""
+        return list(self._threads)
+
     def engine_label(self, underlying: str, j: int) -> str:
         """Label of the engine's grid scenario ``j`` on ``underlying``."""
         from marginproof.engine.core import scenario_label

@@ -254,3 +254,11 @@ class HealthOut(BaseModel):
     engines: dict[str, int]
     stale_streams: list[str]
     degraded_underlyings: list[str]
+    stalled_engines: list[str] = Field(default_factory=list)
+    engine_errors: dict[str, str] = Field(default_factory=dict)
+    refused_entries: list[dict[str, Any]] = Field(
+        default_factory=list, description="log entries the engines refused or quarantined "
+        "(newest first): {seq, kind, problem, reason}")
+    workers: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per worker lane: running, waiting, done, refused, "
+        "mean task seconds, oldest running task seconds")
