@@ -29,7 +29,9 @@ from marginproof.models.grid import GridModel
 from marginproof.models.registry import get_model, model_class
 from marginproof.service.gateway import InputGateway
 from marginproof.service.metrics import Metrics
+from marginproof.service.ratelimit import RateLimiter
 from marginproof.service.runner import EngineRunner
+from marginproof.service.workers import LaneQuota, WorkPool
 from marginproof.storage.factory import open_repository
 from marginproof.storage.sql import SqlRepository, wall_clock_ms
 
@@ -54,6 +56,8 @@ class Container:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _subs: list[Any] = field(default_factory=list)
     feeds: list[Any] = field(default_factory=list)
+    pool: WorkPool = field(default_factory=WorkPool)
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(200.0, 400.0))
     _users: int = 0
 
     # -- queries ---------------------------------------------------------------------------
@@ -74,6 +78,10 @@ class Container:
     def engine_model(self) -> GridModel:
         """The grid model in force in the engines."""
         return self.runners[0].engine.model if self.runners else _initial_model(self.settings)
+
+    def engine_threads(self) -> list[threading.Thread]:
+        """The engine runner threads this container started."""
+        return list(self._threads)
 
     def engine_label(self, underlying: str, j: int) -> str:
         """Label of the engine's grid scenario ``j`` on ``underlying``."""
@@ -185,6 +193,7 @@ class Container:
             await asyncio.to_thread(th.join, 10)
         if self.bus is not None:
             await self.bus.close()
+        self.pool.shutdown()
         self.repo.close()
 
 
@@ -225,4 +234,7 @@ def bootstrap(settings: Settings | None = None, clock_ms: Callable[[], int] | No
                          s.engine_commit_every)
         gateway.add_waker(r.wake)
         runners.append(r)
-    return Container(s, repo, metrics, gateway, runners, clock)
+    pool = WorkPool(s.work_processes, {"whatif": LaneQuota(s.whatif_concurrency, s.whatif_queue)},
+                    s.work_mode)
+    limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+    return Container(s, repo, metrics, gateway, runners, clock, pool=pool, limiter=limiter)

@@ -9,10 +9,13 @@ from pathlib import Path
 from marginproof.bootstrap import bootstrap
 from marginproof.config.settings import Settings
 from marginproof.engine.entries import EntryKind
+from marginproof.feeds.chains import market_from_chain
 from marginproof.feeds.recorded import binance_messages, deribit_messages, deribit_notification
 from marginproof.feeds.runtime import StaleWatchdog
 from marginproof.feeds.server import RecordedVenueServer
 from marginproof.feeds.websocket import BinanceClient, DeribitClient
+from marginproof.io import datasets
+from marginproof.io.formats import market_to_dict
 from marginproof.storage.base import NewEntry
 
 
@@ -26,10 +29,14 @@ async def _drained(client, n_frames: int, timeout_s: float = 30.0) -> None:  # t
     raise AssertionError(f"client handled {client.stats.frames} of {n_frames + 1} frames")
 
 
-def _container(tmp_path: Path):  # type: ignore[no-untyped-def]
+def _container(tmp_path: Path, seed: bool = True):  # type: ignore[no-untyped-def]
     # recorded frames carry their historical exchange times: no live-latency check here
-    return bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'feed.sqlite'}",
-                              max_tick_delay_ms=10**13))
+    c = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'feed.sqlite'}",
+                           max_tick_delay_ms=10**13))
+    if seed:  # the operator's reference market (the guard range-checks first prints on it)
+        seed_market = market_from_chain(datasets.option_chain("2022-04-15"))
+        c.gateway.append([NewEntry(EntryKind.MARKET, market_to_dict(seed_market), "operator")])
+    return c
 
 
 def test_deribit_client_logs_ticks_that_margin_an_option_book(tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ def test_deribit_client_logs_ticks_that_margin_an_option_book(tmp_path: Path) ->
 
 def test_binance_client_follows_book_ticker_mark_price_and_depth(tmp_path: Path) -> None:
     frames, snap = binance_messages(300)
-    c = _container(tmp_path)
+    c = _container(tmp_path, seed=False)
 
     async def main() -> BinanceClient:
         server = await RecordedVenueServer("binance", frames).start()
@@ -139,7 +146,7 @@ def test_bad_venue_ticks_are_flagged_and_margins_held(tmp_path: Path) -> None:
 
 
 def test_watchdog_marks_a_silent_stream_stale_once(tmp_path: Path) -> None:
-    c = _container(tmp_path)
+    c = _container(tmp_path, seed=False)
 
     async def main() -> list[str]:
         client = DeribitClient("ws://127.0.0.1:9", [], c.gateway, c.metrics)

@@ -172,8 +172,11 @@ def test_health_metrics_and_openapi_are_public(svc: Service) -> None:
 
 def test_replay_feed_drives_the_service_through_a_shipped_day(tmp_path: Path) -> None:
     feeds = [{"kind": "replay", "replay_date": "2022-04-15", "replay_symbols": ["BTCUSDT"],
-              "speed": 0}]
+              "speed": 36_000}]  # an hourly bar every 0.1 s
     with running_service(tmp_path, seed_market=False, feeds=feeds) as svc:
+        deadline = time.monotonic() + 30
+        while svc.container.market() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the service margins only what it has a market for
         r = svc.client.post("/accounts", json={"account_id": "perp", "positions":
                                                {"BTC-PERPETUAL": -20_000},
                                                "collateral": {"USDC": 50_000}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -40,6 +41,28 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def print_json(obj: Any) -> None:
-    """Machine-readable output on stdout (plain, no colour)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+def print_json(obj: Any, undefined_as_null: bool = False) -> None:
+    """Machine-readable output on stdout (plain, no colour), always valid JSON.
+
+    A non-finite number is never printed (``Infinity`` and ``NaN`` are not JSON): by default it
+    is an error naming the field (exit code 2); statistics that can be undefined (a rate over
+    no observation) pass ``undefined_as_null`` and print ``null``.
+    """
+    from marginproof.config.limits import all_finite
+
+    bad = all_finite(obj)
+    if bad and not undefined_as_null:
+        raise MarginproofError(f"{bad}: the result is not a finite number; nothing printed")
+    if bad:
+        obj = _nulls(obj)
+    sys.stdout.write(json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _nulls(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _nulls(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nulls(v) for v in obj]
+    return obj

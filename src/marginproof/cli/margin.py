@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
+from marginproof.config.limits import all_finite
 from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
 from marginproof.instruments.collateral import value_collateral
@@ -84,6 +85,9 @@ def register(app: typer.Typer) -> None:
             out["collateral_value_usd"] = cv.total_usd
             out["excess_over_initial_margin_usd"] = cv.total_usd - r.initial_margin
             out["excess_over_maintenance_margin_usd"] = cv.total_usd - r.maintenance_margin
+        bad = all_finite(out)
+        if bad:  # never published, in a table or in JSON
+            raise MarginproofError(f"{bad}: the result is not a finite number; nothing printed")
         if json_out:
             print_json(out)
         else:
@@ -105,6 +109,9 @@ def register(app: typer.Typer) -> None:
                 r = get_model(name).margin(acct.portfolio, mkt)
             except MarginproofError as exc:  # a preset may not cover this book
                 rows.append({"model": name, "error": str(exc)})
+                continue
+            if all_finite([r.initial_margin, r.maintenance_margin]):
+                rows.append({"model": name, "error": "the result is not a finite number"})
                 continue
             ws = r.worst_scenario
             rows.append({"model": name, "currency": r.currency,

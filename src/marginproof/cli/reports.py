@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
                                _split(underlyings, "underlyings"), n_random, seed,
                                horizon_days, progress=progress)
         if json_out:
-            print_json({k: v for k, v in res.items() if k != "books"})
+            print_json({k: v for k, v in res.items() if k != "books"}, undefined_as_null=True)
             return
         console.print(f"[bold]{model}[/] {res['from']}..{res['to']}: {res['n_books']} books, "
                       f"{res['book_days']} book-days, {res['exceptions']} exceptions, "
@@ -119,7 +119,8 @@ def register(app: typer.Typer) -> None:
                              _split(venues, "venues"), depth_scale, n_accounts,
                              progress=progress)
         if json_out:
-            print_json({k: v for k, v in res.items() if k != "accounts"})
+            print_json({k: v for k, v in res.items() if k != "accounts"},
+                       undefined_as_null=True)
             return
         r = res["replay"]
         console.print(f"[bold]{model}[/] {res['episode_name']}: {r['accounts']} accounts, "
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
                               _split(underlyings, "underlyings"), n_random, seed,
                               progress=progress)
         if json_out:
-            print_json(res)
+            print_json(res, undefined_as_null=True)
             return
         for o in res["overall"]:
             if not o.get("books"):

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    # isolation of callers (docs/service.md, "Isolation"): body size checked before anything
+    # is read, a token bucket per key, heavy requests in worker processes with a quota per lane
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    rate_limit_per_s: float = Field(default=200.0, gt=0)
+    rate_limit_burst: float = Field(default=400.0, ge=1)
+    work_processes: int = Field(default=2, ge=1, le=64)
+    work_mode: Literal["process", "thread"] = "process"
+    whatif_concurrency: int = Field(default=2, ge=1, le=256)
+    whatif_queue: int = Field(default=32, ge=0, le=10_000)
+    whatif_timeout_s: float = Field(default=30.0, gt=0)
+    stall_after_s: float = Field(default=15.0, gt=0)
+    ws_recheck_s: float = Field(default=5.0, gt=0)
+
     @field_validator("bus_url")
     @classmethod
     def _bus(cls, v: str) -> str:

@@ -20,12 +20,12 @@ Bodies (JSON objects):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from marginproof.config.limits import MAX_POSITIONS, check_collateral, check_quantity
 from marginproof.errors import InputError
 from marginproof.instruments.names import parse_instrument
 
@@ -76,13 +76,17 @@ class LogEntry:
         return None
 
 
-def _finite(v: Any, field: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputError(field, f"must be a number, got {v!r}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise InputError(field, f"must be finite, got {v!r}")
-    return f
+def _instrument(name: Any, field: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise InputError(field, "must be an instrument name (1..64 characters)")
+    parse_instrument(name, field)
+    return name
+
+
+def _asset(asset: Any, field: str) -> str:
+    if not isinstance(asset, str) or not asset or len(asset) > 16:
+        raise InputError(field, "must be a short non-empty string")
+    return asset
 
 
 def _account_id(body: Mapping[str, Any]) -> str:
@@ -93,34 +97,37 @@ def _account_id(body: Mapping[str, Any]) -> str:
 
 
 def parse_account(body: Mapping[str, Any]) -> tuple[str, dict[str, float], dict[str, float]]:
-    """``(account_id, positions, collateral)`` of an ``account`` body."""
+    """``(account_id, positions, collateral)`` of an ``account`` body.
+
+    Every number is bounded (:mod:`marginproof.config.limits`): a poisoned entry already in a
+    log is refused here with an :class:`InputError`, so the engine reports it and changes
+    nothing.
+    """
     acc = _account_id(body)
     pos_raw = body.get("positions", {})
     col_raw = body.get("collateral", {})
     if not isinstance(pos_raw, Mapping) or not isinstance(col_raw, Mapping):
         raise InputError("account", "positions and collateral must be objects")
+    if len(pos_raw) > MAX_POSITIONS or len(col_raw) > 100:
+        raise InputError("account", f"at most {MAX_POSITIONS} positions and 100 assets")
     positions: dict[str, float] = {}
     for name, q in pos_raw.items():
-        parse_instrument(str(name), f"positions.{name}")
-        positions[str(name)] = _finite(q, f"positions.{name}")
-    collateral = {str(a): _finite(v, f"collateral.{a}") for a, v in col_raw.items()}
+        positions[_instrument(name, f"positions.{name}")] = check_quantity(
+            q, f"positions.{name}")
+    collateral = {_asset(a, f"collateral.{a}"): check_collateral(v, f"collateral.{a}")
+                  for a, v in col_raw.items()}
     return acc, positions, collateral
 
 
 def parse_fill(body: Mapping[str, Any]) -> tuple[str, str, float]:
     """``(account_id, instrument, quantity delta)`` of a ``fill`` body."""
     acc = _account_id(body)
-    name = body.get("instrument")
-    if not isinstance(name, str):
-        raise InputError("instrument", "must be a string")
-    parse_instrument(name, "instrument")
-    return acc, name, _finite(body.get("quantity"), "quantity")
+    name = _instrument(body.get("instrument"), "instrument")
+    return acc, name, check_quantity(body.get("quantity"), "quantity")
 
 
 def parse_transfer(body: Mapping[str, Any]) -> tuple[str, str, float]:
     """``(account_id, asset, amount delta)`` of a ``transfer`` body."""
     acc = _account_id(body)
-    asset = body.get("asset")
-    if not isinstance(asset, str) or not asset or len(asset) > 16:
-        raise InputError("asset", "must be a short non-empty string")
-    return acc, asset, _finite(body.get("amount"), "amount")
+    asset = _asset(body.get("asset"), "asset")
+    return acc, asset, check_collateral(body.get("amount"), "amount")

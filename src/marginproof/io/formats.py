@@ -7,13 +7,13 @@ Documented in ``docs/formats.md``; JSON Schemas in ``schemas/`` are generated fr
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
+from marginproof.config import limits
 from marginproof.errors import InputError
 from marginproof.instruments.portfolio import Account, Portfolio, Position
 from marginproof.market.snapshot import MarketSnapshot
@@ -25,29 +25,44 @@ from marginproof.models.presets.inputs import (
 )
 
 
+def _bounded(check: Any) -> Any:
+    def run(v: float) -> float:
+        try:
+            return float(check(v, "value"))
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+    return AfterValidator(run)
+
+
+# JSON numbers only (``true`` or ``"10"`` are refused, never coerced), within the documented
+# limits of :mod:`marginproof.config.limits`
+Quantity = Annotated[StrictFloat, _bounded(limits.check_quantity)]
+Amount = Annotated[StrictFloat, _bounded(limits.check_collateral)]
+Price = Annotated[StrictFloat, _bounded(limits.check_price)]
+Vol = Annotated[StrictFloat, _bounded(limits.check_vol)]
+Rate = Annotated[StrictFloat, _bounded(limits.check_rate)]
+Funding = Annotated[StrictFloat, _bounded(lambda v, f: limits.check_rate(v, f, limits.MAX_FUNDING))]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class PositionIn(BaseModel):
     """One position line."""
 
-    model_config = ConfigDict(extra="forbid")
-    instrument: str = Field(description="Deribit-style name, e.g. BTC-27DEC26-100000-C")
-    quantity: float = Field(description="Signed: coins, or USD face value for inverse futures")
-
-    @field_validator("quantity")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    model_config = ConfigDict(extra="forbid", strict=True)
+    instrument: Name = Field(description="Deribit-style name, e.g. BTC-27DEC26-100000-C")
+    quantity: Quantity = Field(description="Signed: coins, or USD face value for inverse "
+                                           f"futures; |quantity| <= {limits.MAX_QUANTITY:g}")
 
 
 class PortfolioIn(BaseModel):
     """A portfolio file: positions and (optional) collateral balances."""
 
     model_config = ConfigDict(extra="forbid")
-    account_id: str = Field(default="portfolio", min_length=1)
-    positions: list[PositionIn]
-    collateral: dict[str, float] = Field(default_factory=dict,
-                                         description="asset -> amount in that asset")
+    account_id: str = Field(default="portfolio", min_length=1, max_length=128)
+    positions: list[PositionIn] = Field(max_length=limits.MAX_POSITIONS)
+    collateral: dict[Annotated[str, Field(min_length=1, max_length=16)], Amount] = Field(
+        default_factory=dict, max_length=100,
+        description=f"asset -> amount in that asset; |amount| <= {limits.MAX_COLLATERAL:g}")
     preset_inputs: PresetPortfolioInputsIn | None = Field(
         default=None, description="account inputs of the exchange presets (docs/formats.md)")
 
@@ -57,12 +72,12 @@ class MarketIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     timestamp: datetime
-    index_prices: dict[str, float]
-    forwards: dict[str, dict[datetime, float]] = Field(default_factory=dict)
-    mark_prices: dict[str, float] = Field(default_factory=dict)
-    implied_vols: dict[str, float] = Field(default_factory=dict)
-    rates: dict[str, float] = Field(default_factory=dict)
-    funding_rates: dict[str, float] = Field(default_factory=dict)
+    index_prices: dict[str, Price]
+    forwards: dict[str, dict[datetime, Price]] = Field(default_factory=dict)
+    mark_prices: dict[str, Price] = Field(default_factory=dict)
+    implied_vols: dict[str, Vol] = Field(default_factory=dict)
+    rates: dict[str, Rate] = Field(default_factory=dict)
+    funding_rates: dict[str, Funding] = Field(default_factory=dict)
     preset_inputs: PresetMarketInputsIn | None = Field(
         default=None, description="market inputs of the exchange presets (docs/formats.md)")
 
@@ -82,12 +97,82 @@ def _validate(model: type[BaseModel], data: Any, what: str) -> Any:
         raise InputError(_field(tuple(err["loc"])) or what, err["msg"]) from None
 
 
+class _JsonRefusedError(ValueError):
+    """Strict-JSON refusal (raised inside the decoder's hooks)."""
+
+
 def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _JsonRefusedError(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    v = float(text)
+    if v in (float("inf"), float("-inf")):
+        raise _JsonRefusedError(f"number {text[:20]} is out of range")
+    return v
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > limits.MAX_INT_DIGITS:
+        raise _JsonRefusedError(f"integer {text[:20]}... is out of range")
+    return int(text)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _JsonRefusedError(f"duplicate key {k[:64]!r}")
+        out[k] = v
+    return out
+
+
+def _depth_ok(obj: Any, max_depth: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            children: Any = o.values()
+        elif isinstance(o, list):
+            children = o
+        else:
+            continue
+        if d > max_depth:
+            return False
+        stack.extend((c, d + 1) for c in children)
+    return True
+
+
+def loads_strict(text: str | bytes, what: str = "input",
+                 max_depth: int = limits.MAX_JSON_DEPTH) -> Any:
+    """Parse strict JSON: the one decoder of every file and request body.
+
+    Refused (``InputError`` naming ``what``): malformed JSON, ``NaN``/``Infinity`` literals,
+    numbers that overflow a float (``1e400``), integers of more than 19 digits, duplicate keys
+    in an object (JSON leaves their meaning open: last-wins would silently drop a value) and
+    nesting deeper than ``max_depth``. The messages never echo a bad value back.
+    """
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_float,
+                         parse_int=_int, object_pairs_hook=_no_duplicates)
+    except _JsonRefusedError as exc:
+        raise InputError(what, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(what, f"JSON nested deeper than {max_depth} levels") from None
+    except UnicodeDecodeError:
+        raise InputError(what, "is not UTF-8") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "malformed"
+        pos = f" at line {exc.lineno} column {exc.colno}" \
+            if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(what, f"malformed JSON: {msg}{pos}") from None
+    if not _depth_ok(obj, max_depth):
+        raise InputError(what, f"JSON nested deeper than {max_depth} levels")
+    return obj
 
 
 def read_json(path: str | Path) -> Any:
-    """Read strict JSON (NaN/Infinity rejected), naming the file on error."""
+    """Read a strict-JSON file (see :func:`loads_strict`), naming the file on error."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -95,10 +180,7 @@ def read_json(path: str | Path) -> Any:
         raise InputError(str(p), "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(str(p), f"cannot read: {exc}") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise InputError(str(p), f"malformed JSON: {exc}") from None
+    return loads_strict(text, str(p))
 
 
 def portfolio_from_dict(data: Any) -> Account:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from marginproof.bootstrap import Container
 from marginproof.service import errors
+from marginproof.service.guard import RequestGuard
 from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
 from marginproof.service.stream import Fanout
 from marginproof.web.router import router as web_router
@@ -46,6 +47,9 @@ def create_app(container: Container, manage_lifecycle: bool = True,
     app = FastAPI(title="marginproof", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.container = container
+    s = container.settings
+    app.add_middleware(RequestGuard, container=container, limiter=container.limiter,
+                       max_body_bytes=s.max_body_bytes)
     errors.install(app)
     for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
               stream.router, web_router):

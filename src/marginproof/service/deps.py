@@ -25,9 +25,14 @@ async def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-async def get_principal(container: ContainerDep,
-                  key: Annotated[str | None, Security(api_key_header)]) -> Principal:
-    principal, reason = authenticate(container.repo, key)
+async def get_principal(request: Request, container: ContainerDep,
+                        key: Annotated[str | None, Security(api_key_header)]) -> Principal:
+    state = request.scope.get("state") or {}
+    if "principal" in state:  # looked up by the request guard already
+        principal: Principal | None = state["principal"]
+        reason = str(state.get("auth_reason", "invalid"))
+    else:
+        principal, reason = authenticate(container.repo, key)
     if principal is None:
         container.metrics.auth_failures.labels(reason).inc()
         raise HTTPException(401, f"API key {reason}", headers={"WWW-Authenticate": "ApiKey"})

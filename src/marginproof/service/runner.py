@@ -6,6 +6,13 @@ was never committed: it publishes the outputs again (same deterministic event id
 and idempotent consumers drop the duplicates) and commits. Margin history rows, events and the
 checkpoint are written in one transaction *after* publishing, so nothing is ever lost
 (at-least-once) and nothing is stored twice.
+
+Poisoned entries. An entry already in the log that the engine cannot apply (it raises, or it
+would publish a non-finite margin) is *quarantined*: the engine is rebuilt from the log without
+it (entries the engine refuses itself, with an ``InputError``, change nothing and need no
+rebuild), a ``quarantined_entry`` alert is published and committed, and processing goes on.
+The decision depends only on the log, so a restart quarantines the same entries. ``/health``
+lists quarantined and refused entries and reports an engine that stopped making progress.
 """
 
 from __future__ import annotations
@@ -14,11 +21,15 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from marginproof.engine.core import EngineConfig, EngineOutput, MarginEngine
-from marginproof.engine.entries import ACCOUNT_KINDS, EntryKind
+from marginproof.engine.entries import ACCOUNT_KINDS, EntryKind, LogEntry
+from marginproof.engine.events import FeedAlert
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.grid import GridModel
 from marginproof.service.gateway import InputGateway
@@ -29,6 +40,19 @@ log = logging.getLogger(__name__)
 
 SyncPublish = Callable[[str, bytes, str, Any], None]
 _MARKET_KINDS = frozenset({EntryKind.TICK, EntryKind.MARKET})
+_REFUSED = ("rejected_entry", "quarantined_entry")
+
+
+def nonfinite(out: EngineOutput) -> str:
+    """What in ``out`` is not a finite number ("" if everything is)."""
+    b = out.batch
+    if b is not None:
+        for name in ("initial_margin", "maintenance_margin", "equity"):
+            a = getattr(b, name)
+            if a.size and not bool(np.isfinite(a).all()):
+                bad = int(np.flatnonzero(~np.isfinite(a))[0])
+                return f"{name} of {b.account_ids[bad]} is {float(a[bad])!r}"
+    return ""
 
 
 class EngineRunner:
@@ -40,7 +64,14 @@ class EngineRunner:
                  commit_every: int = 256) -> None:
         self.repo = repo
         self.config = config
+        self.model0 = model
         self.engine = MarginEngine(model, config)
+        # log entries the engine could not apply (seq -> why): deterministic from the log
+        self.quarantined: dict[int, str] = {}
+        # the latest refused or quarantined entries, for /health
+        self.refused: deque[dict[str, Any]] = deque(maxlen=50)
+        self.last_progress = time.monotonic()
+        self.last_error = ""
         self.publish = publish
         self.metrics = metrics
         self.gateway = gateway
@@ -72,11 +103,54 @@ class EngineRunner:
                 if e.seq > ckpt:
                     break
                 with self.lock:
-                    self.engine.apply(e)
+                    self.apply_guarded(e)
                 after = e.seq
+            self.last_progress = time.monotonic()
         self._set_committed(ckpt)
         self.market_snapshot = self.engine.market.full_snapshot()
         return ckpt
+
+    # -- poisoned entries -----------------------------------------------------------------------
+    def apply_guarded(self, e: LogEntry) -> EngineOutput:
+        """``engine.apply(e)``, quarantining an entry the engine cannot apply (caller holds
+        ``self.lock``)."""
+        if e.seq in self.quarantined:
+            self.engine.skip_to(e.seq, e.logged_at_ms)
+            return EngineOutput(e.seq, None, (self._alert(e, self.quarantined[e.seq]),))
+        try:
+            out = self.engine.apply(e)
+            bad = nonfinite(out)
+        except Exception as exc:  # noqa: BLE001 - any failure of one entry is quarantined
+            bad = f"{type(exc).__name__}: {exc}"[:500]
+        if bad:
+            log.error("%s: quarantining log entry %d (%s): %s", self.consumer, e.seq, e.kind, bad)
+            self.quarantined[e.seq] = bad
+            self._rebuild(e.seq - 1)
+            self.engine.skip_to(e.seq, e.logged_at_ms)
+            out = EngineOutput(e.seq, None, (self._alert(e, bad),))
+        for ev in out.events:
+            if isinstance(ev, FeedAlert) and ev.problem in _REFUSED:
+                self.refused.append({"seq": e.seq, "kind": str(e.kind), "problem": ev.problem,
+                                     "reason": ev.detail[:300]})
+        return out
+
+    def _alert(self, e: LogEntry, why: str) -> FeedAlert:
+        return FeedAlert(e.seq, self.config.partition, f"log:{e.kind}", "", "quarantined_entry",
+                         why, None)
+
+    def _rebuild(self, upto: int) -> None:
+        """A fresh engine over entries ``1..upto`` (quarantined ones skipped)."""
+        self.engine = MarginEngine(self.model0, self.config)
+        after = 0
+        while after < upto:
+            entries = self.repo.read(after, limit=5000)
+            if not entries:
+                break
+            for x in entries:
+                if x.seq > upto:
+                    return
+                self.apply_guarded(x)
+                after = x.seq
 
     # -- processing -----------------------------------------------------------------------------
     def _publish(self, out: EngineOutput) -> None:
@@ -104,7 +178,7 @@ class EngineRunner:
         for e in entries:
             t0 = time.perf_counter()
             with self.lock:
-                out = self.engine.apply(e)
+                out = self.apply_guarded(e)
                 acc = e.account_id
                 if e.kind in ACCOUNT_KINDS and acc is not None and self.engine.owns(acc) \
                         and acc in self.engine.acc_index:
@@ -112,6 +186,7 @@ class EngineRunner:
                     states[acc] = (e.seq, pos, coll)
             self._publish(out)
             t1 = time.perf_counter()
+            self.last_progress = time.monotonic()
             market_changed = market_changed or e.kind in _MARKET_KINDS
             if e.kind is EntryKind.TICK and out.batch is not None and self.gateway is not None:
                 t_in = self.gateway.received_at(e.seq)
@@ -134,6 +209,7 @@ class EngineRunner:
         last = entries[-1].seq
         self.repo.commit(self.consumer, last, batches, events, states)
         self._set_committed(last)
+        self.last_progress = time.monotonic()
         if market_changed:
             with self.lock:
                 self.market_snapshot = self.engine.market.full_snapshot()
@@ -156,11 +232,18 @@ class EngineRunner:
         while not stop.is_set():
             try:
                 if self.step() == 0:
+                    self.last_progress = time.monotonic()  # idle is not stalled
                     self.wake.wait(poll_s)
                     self.wake.clear()
-            except Exception:  # keep the loop alive; the entry is retried (never skipped)
+                self.last_error = ""
+            except Exception as exc:  # keep the loop alive; the entries are retried
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.exception("engine step failed; retrying")
                 stop.wait(1.0)
+
+    def stalled(self, after_s: float, log_seq: int) -> bool:
+        """Entries wait and this runner has made no progress for ``after_s`` seconds."""
+        return log_seq > self.committed_seq and time.monotonic() - self.last_progress > after_s
 
     # -- acknowledgements -----------------------------------------------------------------------
     def _set_committed(self, seq: int) -> None:

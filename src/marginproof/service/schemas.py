@@ -2,73 +2,80 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from marginproof.config.limits import MAX_POSITIONS
+from marginproof.io.formats import Amount, PortfolioIn, PositionIn, Quantity
 
 _ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-
-
-def _finite(v: float) -> float:
-    if not math.isfinite(v):
-        raise ValueError("must be finite")
-    return v
+InstrumentName = Annotated[str, Field(min_length=1, max_length=64)]
+AssetName = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]
+# a portfolio's positions as the files write them (a list of lines) or as a map
+Positions = dict[InstrumentName, Quantity] | list[PositionIn]
+Collateral = dict[AssetName, Amount]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def positions_map(positions: dict[str, float] | list[PositionIn]) -> dict[str, float]:
+    """``{instrument: quantity}`` of either shape (lines of one instrument add up)."""
+    if isinstance(positions, dict):
+        return dict(positions)
+    out: dict[str, float] = {}
+    for p in positions:
+        out[p.instrument] = out.get(p.instrument, 0.0) + p.quantity
+    return out
+
+
 class AccountCreate(Strict):
-    """A new account (or a full replacement of one): positions and collateral."""
+    """A new account (or a full replacement of one): a portfolio file (``docs/formats.md``).
+
+    ``positions`` as in the files (a list of ``{instrument, quantity}``) or as a map
+    ``{instrument: quantity}``; ``collateral`` asset -> amount. Every instrument must be on an
+    underlying the service has a market for and every collateral asset must be valuable
+    (a haircut and a price), as the CLI requires.
+    """
 
     account_id: str = _ID
-    positions: dict[str, float] = Field(default_factory=dict, max_length=500,
-                                        description="instrument -> signed quantity")
-    collateral: dict[str, float] = Field(default_factory=dict, max_length=50,
-                                         description="asset -> amount")
+    positions: Positions = Field(default_factory=dict, max_length=MAX_POSITIONS,
+                                 description="instrument -> signed quantity, or file lines")
+    collateral: Collateral = Field(default_factory=dict, max_length=50,
+                                   description="asset -> amount")
 
-    @field_validator("positions", "collateral")
-    @classmethod
-    def _values(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if not k or len(k) > 64:
-                raise ValueError("keys must be 1..64 characters")
-            _finite(x)
-        return v
+    def positions_map(self) -> dict[str, float]:
+        return positions_map(self.positions)
 
 
 class FillIn(Strict):
     """A trade on the account: signed quantity delta of one instrument."""
 
-    instrument: str = Field(min_length=1, max_length=64)
-    quantity: float
-
-    @field_validator("quantity")
-    @classmethod
-    def _q(cls, v: float) -> float:
-        return _finite(v)
+    instrument: InstrumentName
+    quantity: Quantity
 
 
 class TransferIn(Strict):
     """Collateral moved in (positive) or out (negative)."""
 
-    asset: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")
-    amount: float
-
-    @field_validator("amount")
-    @classmethod
-    def _a(cls, v: float) -> float:
-        return _finite(v)
+    asset: AssetName
+    amount: Amount
 
 
 class Accepted(BaseModel):
-    """The input is in the durable log at ``seq``; margins follow asynchronously."""
+    """The input is in the durable log at ``seq``; margins follow asynchronously.
+
+    ``status`` is ``degraded`` when a position is known but cannot be priced right now
+    (``unpriced``: instrument -> why); its margin is then held, never lowered, until it can.
+    """
 
     seq: int
     duplicate: bool = False
+    status: Literal["ok", "degraded"] = "ok"
+    unpriced: dict[str, str] = Field(default_factory=dict)
 
 
 class BindingOut(BaseModel):
@@ -147,41 +154,47 @@ class ParamsChangesOut(BaseModel):
 
 
 class TradeIn(Strict):
-    instrument: str = Field(min_length=1, max_length=64)
-    quantity: float
-
-    @field_validator("quantity")
-    @classmethod
-    def _q(cls, v: float) -> float:
-        return _finite(v)
+    instrument: InstrumentName
+    quantity: Quantity
 
 
 class WhatIfIn(Strict):
-    """Margin of a hypothetical portfolio or trade, under any registry model; nothing stored.
+    """Margin of a hypothetical book before and after some trades, under any registry model;
+    nothing is stored.
 
-    Give ``positions`` (a whole portfolio) and/or ``account_id`` (start from that account's
-    current positions) plus optional ``trades`` on top.
+    The book ("before") is the account ``account_id``'s positions and collateral (if given)
+    plus ``positions`` and ``collateral`` (the portfolio-file shape: a list of ``{instrument,
+    quantity}`` or a map) plus a pasted portfolio file in ``portfolio``; "after" adds the
+    ``trades``. ``params`` replaces the model's parameters (capped for what-if: see
+    ``docs/service.md``).
     """
 
     model: str = Field(default="grid", min_length=1, max_length=64)
     params: dict[str, Any] | None = None
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
-    positions: dict[str, float] = Field(default_factory=dict, max_length=500)
+    positions: Positions = Field(default_factory=dict, max_length=500)
+    collateral: Collateral = Field(default_factory=dict, max_length=50)
+    portfolio: PortfolioIn | None = Field(default=None, description="a pasted portfolio file "
+                                          "(its account_id is only its label)")
     trades: list[TradeIn] = Field(default_factory=list, max_length=100)
-    detail: bool = Field(default=False, description="include the full result (contributions, "
-                         "greeks, components, model details)")
+    detail: StrictBool = Field(default=False, description="include the full result "
+                               "(contributions, greeks, components, model details)")
 
-    @field_validator("positions")
-    @classmethod
-    def _pos(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if not k or len(k) > 64:
-                raise ValueError("instrument names are 1..64 characters")
-            _finite(x)
-        return v
+
+class SideOut(BaseModel):
+    initial_margin: float
+    maintenance_margin: float
+
+
+class BeforeOut(SideOut):
+    positions: dict[str, float]
 
 
 class WhatIfOut(BaseModel):
+    """The margin after the trades (``initial_margin``, ``maintenance_margin``), before them,
+    the change, and the book's equity and excess (USD; ``None`` for a margin in another
+    currency)."""
+
     model: str
     params_hash: str
     market_timestamp: str
@@ -191,6 +204,15 @@ class WhatIfOut(BaseModel):
     positions: dict[str, float]
     worst_scenario: dict[str, Any] | None
     result: dict[str, Any] | None = None
+    base_account: str | None = None
+    before: BeforeOut
+    after: SideOut
+    delta_initial_margin: float
+    delta_maintenance_margin: float
+    collateral_value_usd: float
+    equity_usd: float
+    excess_over_initial_margin_usd: float | None
+    excess_over_maintenance_margin_usd: float | None
 
 
 class KeyCreate(Strict):
@@ -232,3 +254,11 @@ class HealthOut(BaseModel):
     engines: dict[str, int]
     stale_streams: list[str]
     degraded_underlyings: list[str]
+    stalled_engines: list[str] = Field(default_factory=list)
+    engine_errors: dict[str, str] = Field(default_factory=dict)
+    refused_entries: list[dict[str, Any]] = Field(
+        default_factory=list, description="log entries the engines refused or quarantined "
+        "(newest first): {seq, kind, problem, reason}")
+    workers: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per worker lane: running, waiting, done, refused, "
+        "mean task seconds, oldest running task seconds")

@@ -30,13 +30,15 @@ from marginproof.instruments.portfolio import Portfolio
 from marginproof.instruments.resolved import resolve
 from marginproof.service.auth import Principal, authenticate
 from marginproof.service.deps import ContainerDep, PrincipalDep, check_account
-from marginproof.service.routes.whatif import whatif_inputs
+from marginproof.service.routes.accounts import account_known
+from marginproof.service.routes.whatif import compute_whatif
 from marginproof.service.schemas import WhatIfIn
+from marginproof.service.sessions import CLOSE_UNAUTHENTICATED, refuse, sessions_of, watch_key
 from marginproof.web import views
 from marginproof.web.config import WebSettings
 from marginproof.web.hub import ConsoleHub
 from marginproof.web.proofs import ProofsView
-from marginproof.web.reports import ReportLibrary
+from marginproof.web.reports import MAIN_FILES, ReportLibrary
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -205,7 +207,7 @@ def account_detail(account_id: str, principal: PrincipalDep,
     """Positions, collateral, latest margin and its explanation under the engine's model
     (components, binding scenario, greeks by underlying and expiry, risk matrix)."""
     check_account(principal, container, account_id)
-    if not container.repo.account_exists(account_id):
+    if not account_known(container, account_id):
         raise HTTPException(404, "unknown account")
     state = container.repo.account_state(account_id)
     positions = {k: v for k, v in (state[1] if state else {}).items() if v != 0.0}
@@ -229,18 +231,12 @@ def account_detail(account_id: str, principal: PrincipalDep,
 
 # -- what-if -------------------------------------------------------------------------------------
 @router.post("/console/api/whatif")
-def console_whatif(body: WhatIfIn, principal: PrincipalDep,
-                   container: ContainerDep) -> dict[str, Any]:
-    """Like ``POST /whatif`` (same body, same rules, nothing stored) plus the explanation the
-    console draws: components, greeks by expiry and the risk matrix as heat-map data."""
-    t0 = time.perf_counter()
-    positions, snap = whatif_inputs(body, principal, container)
-    model = container.whatif_model(body.model, body.params)
-    portfolio = Portfolio.of(positions)
-    result = model.margin(portfolio, snap)
-    book = resolve(portfolio, snap)
-    container.metrics.whatif_seconds.observe(time.perf_counter() - t0)
-    return views.explain(result, model, book, positions)
+async def console_whatif(body: WhatIfIn, principal: PrincipalDep,
+                         container: ContainerDep) -> dict[str, Any]:
+    """Like ``POST /whatif`` (same body, same rules, same worker pool, nothing stored) plus the
+    explanation the console draws: components, greeks by expiry and the risk matrix as
+    heat-map data, and before / after / change of IM with the equity and excess."""
+    return await compute_whatif(body, principal, container, "console")
 
 
 # -- reports -------------------------------------------------------------------------------------
@@ -254,7 +250,12 @@ def _token(secret: bytes, scope: str, exp: int) -> str:
 
 
 def _scope(path: str) -> str:
-    return path.rsplit("/", 1)[0] if "/" in path else ""
+    """What a report's link opens: its folder (a folder report: its main file and charts) or
+    exactly its one file. Never the whole reports directory."""
+    folder, _, name = path.rpartition("/")
+    if folder and name in MAIN_FILES:
+        return f"d:{folder}"
+    return f"f:{path}"
 
 
 @router.get("/console/api/reports")
@@ -277,12 +278,13 @@ def report_file(token: str, path: str, request: Request) -> Response:
     ``<iframe>`` or ``<img>`` cannot send the API key header). Served with a sandboxing CSP:
     report HTML can style itself and show images, never run scripts."""
     exp_s, _, _mac = token.partition("-")
-    if not exp_s.isdigit() or int(exp_s) < time.time():
+    if not exp_s.isdigit() or len(exp_s) > 12 or int(exp_s) < time.time():
         raise HTTPException(401, "report link expired: reload the report list")
-    # a link signed for a folder opens the files in it and below (a report and its charts)
+    # a link opens its own report: exactly its file, or for a folder report the files in that
+    # folder and below (the report and its charts) -- never another report
     secret, exp = _secret(request.app), int(exp_s)
     parts = path.split("/")[:-1]
-    scopes = ["/".join(parts[:k]) for k in range(len(parts) + 1)]
+    scopes = [f"f:{path}"] + [f"d:{'/'.join(parts[:k])}" for k in range(1, len(parts) + 1)]
     ok = any(hmac.compare_digest(token, _token(secret, sc, exp)) for sc in scopes)
     if not ok:
         raise HTTPException(401, "invalid report link")
@@ -349,26 +351,31 @@ def _ws_key(websocket: WebSocket) -> tuple[str | None, str | None]:
 async def console_stream(websocket: WebSocket) -> None:
     """Margin updates and alerts for this key (see :mod:`marginproof.web.hub`).
 
-    Close codes as the service's stream: 4401 bad, missing or revoked key.
+    Close codes as the service's stream: 4401 bad, missing or revoked key (also when the key is
+    revoked while the stream is open), sent after the handshake.
     """
     app = websocket.app
     container = app.state.container
     key, proto = _ws_key(websocket)
     principal, reason = await asyncio.to_thread(authenticate, container.repo, key)
-    if principal is None:
+    if principal is None or key is None:
         container.metrics.auth_failures.labels(reason).inc()
-        await websocket.close(code=4401, reason=f"API key {reason}")
+        await refuse(websocket, CLOSE_UNAUTHENTICATED, f"API key {reason}", proto)
         return
     hub = _hub(app)
     await hub.ensure_started()
     await websocket.accept(subprotocol=proto)
+    sessions = sessions_of(app)
+    sessions.add(principal.key_id, websocket)
     client = hub.attach(principal)
     flush_s = web_settings(app).stream_flush_s
     try:
         await websocket.send_json(_hello(principal))
         sender = asyncio.ensure_future(_send_loop(websocket, client, container, flush_s))
         receiver = asyncio.ensure_future(_receive_loop(websocket))
-        done, pending = await asyncio.wait({sender, receiver},
+        watcher = asyncio.ensure_future(watch_key(websocket, container, key,
+                                                  container.settings.ws_recheck_s))
+        done, pending = await asyncio.wait({sender, receiver, watcher},
                                            return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
@@ -377,7 +384,10 @@ async def console_stream(websocket: WebSocket) -> None:
         for t in done:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 t.result()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
     finally:
+        sessions.remove(principal.key_id, websocket)
         hub.detach(client)
 
 

@@ -18,6 +18,12 @@ def _tick(ms: int, px: float, seq: int | None = None, source: str = "binance") -
     return Tick(source, f"{source}:btcusdt", "BTC", ms, seq=seq, index_price=px)
 
 
+def _seeded(config: QualityConfig | None = None, px: float = 40_000.0) -> TickValidator:
+    v = TickValidator(config or QualityConfig())
+    v.seed("index:BTC", px)  # what a market snapshot does
+    return v
+
+
 @pytest.mark.parametrize(("second", "problem"), [
     (_tick(T0 + 1, float("nan"), 2), TickProblem.NAN),
     (_tick(T0 + 1, -5.0, 2), TickProblem.NAN),
@@ -28,7 +34,7 @@ def _tick(ms: int, px: float, seq: int | None = None, source: str = "binance") -
     (_tick(T0 + 1, 52_000.0, 2), TickProblem.JUMP),
 ])
 def test_validator_flags_each_kind_of_bad_tick(second: Tick, problem: TickProblem) -> None:
-    v = TickValidator()
+    v = _seeded()
     assert v.check(_tick(T0, 40_000.0, 1 if second.seq is not None else None), T0).accepted
     verdict = v.check(second, T0 + 2)
     assert verdict.problem is problem
@@ -36,22 +42,24 @@ def test_validator_flags_each_kind_of_bad_tick(second: Tick, problem: TickProble
 
 
 def test_validator_flags_a_tick_received_too_late_but_not_a_replayed_one() -> None:
-    v = TickValidator(QualityConfig(max_delay_ms=1000))
+    v = _seeded(QualityConfig(max_delay_ms=1000))
     assert v.check(_tick(T0, 40_000.0), T0 + 2000).problem is TickProblem.STALE
     assert v.check(_tick(T0, 40_000.0, source="replay"), T0 + 10**9).accepted
 
 
-def test_a_jump_is_quarantined_then_accepted_when_a_second_tick_confirms_it() -> None:
-    v = TickValidator()
+def test_a_jump_is_quarantined_then_accepted_when_a_second_source_confirms_it() -> None:
+    v = _seeded()
     assert v.check(_tick(T0, 40_000.0), T0).accepted
     assert v.check(_tick(T0 + 1, 30_000.0), T0).problem is TickProblem.JUMP
-    confirm = v.check(_tick(T0 + 2, 30_100.0), T0)
+    # the same source repeating itself is no corroboration
+    assert v.check(_tick(T0 + 2, 30_100.0), T0).problem is TickProblem.JUMP
+    confirm = v.check(_tick(T0 + 3, 30_050.0, source="deribit"), T0)
     assert confirm.accepted and confirm.confirmed_jump
-    assert v.check(_tick(T0 + 3, 30_050.0), T0).accepted
+    assert v.check(_tick(T0 + 4, 30_050.0), T0).accepted
 
 
 def test_a_single_bad_print_between_good_ticks_is_not_confirmed() -> None:
-    v = TickValidator()
+    v = _seeded()
     assert v.check(_tick(T0, 40_000.0), T0).accepted
     assert v.check(_tick(T0 + 1, 4_000.0), T0).problem is TickProblem.JUMP
     assert v.check(_tick(T0 + 2, 40_010.0), T0).accepted

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
 from marginproof.engine.entries import EntryKind, parse_account, parse_fill, parse_transfer
+from marginproof.errors import InputError
+from marginproof.instruments.collateral import value_collateral
+from marginproof.instruments.names import parse_instrument
+from marginproof.instruments.portfolio import Portfolio
+from marginproof.instruments.resolved import resolve
+from marginproof.market.snapshot import MarketSnapshot
 from marginproof.service.deps import ContainerDep, OperatorDep, PrincipalDep, check_account
 from marginproof.service.schemas import (
     Accepted,
@@ -45,19 +52,72 @@ def _append(container: Any, entry: NewEntry) -> Accepted:
     return Accepted(seq=res.seq, duplicate=res.duplicate)
 
 
+def account_known(container: Any, account_id: str) -> bool:
+    """An account created through the API, or through the log (feeds, ``engine run``, the
+    workload) and committed by an engine."""
+    repo = container.repo
+    return bool(repo.account_exists(account_id) or repo.account_state(account_id) is not None)
+
+
 def _known(container: Any, account_id: str) -> None:
-    if not container.repo.account_exists(account_id):
+    if not account_known(container, account_id):
         raise HTTPException(404, "unknown account")
+
+
+def unpriceable(positions: dict[str, float], market: MarketSnapshot | None,
+                allow_expired: bool = False) -> dict[str, str]:
+    """Check positions as the CLI would: an instrument the service cannot name, or on an
+    underlying it has no market for, is an ``InputError`` (422); an expired one too. Returns
+    the instruments that are known but cannot be priced right now (no vol, no mark): they
+    are accepted, and the account is reported ``degraded`` until they can be."""
+    out: dict[str, str] = {}
+    for name, q in positions.items():
+        inst = parse_instrument(name, f"positions.{name}")
+        if market is None or inst.underlying not in market.index_prices:
+            raise InputError(f"positions.{name}", f"no market for {inst.underlying}: the "
+                             "service cannot margin this instrument")
+        try:
+            resolve(Portfolio.of({name: q}), market)
+        except InputError as exc:
+            if "expired" in exc.message and not allow_expired:
+                raise InputError(f"positions.{name}", exc.message) from None
+            out[name] = f"{exc.field}: {exc.message}"
+    return out
+
+
+def check_collateral(collateral: dict[str, float], market: MarketSnapshot | None) -> None:
+    """Every collateral asset needs a haircut and a price (as in the CLI), whatever its sign:
+    a debt the service cannot value would otherwise count as nothing."""
+    if not collateral:
+        return
+    if market is None:
+        for asset in collateral:
+            if asset not in ("USD", "USDC", "USDT"):
+                raise InputError(f"collateral.{asset}", "no market to value this asset")
+        market = MarketSnapshot(datetime(2000, 1, 1, tzinfo=UTC), {"USD": 1.0})
+    value_collateral(collateral, market)
 
 
 @router.post("", status_code=202, response_model=Accepted)
 def create_account(body: AccountCreate, principal: OperatorDep,
                    container: ContainerDep) -> Accepted:
-    """Create or replace an account (positions and collateral); margined asynchronously."""
-    data = body.model_dump()
+    """Create or replace an account from a portfolio file (positions and collateral);
+    margined asynchronously. Refused (422) as the CLI refuses: unknown instruments, an
+    underlying with no market, expired contracts, collateral that cannot be valued. An
+    instrument that is known but unpriceable right now is accepted with ``status:
+    degraded`` (its margin is held, never zero, and an alert is raised) until it prices."""
+    positions, collateral = body.positions_map(), dict(body.collateral)
+    data: dict[str, Any] = {"account_id": body.account_id, "positions": positions,
+                            "collateral": collateral}
     parse_account(data)  # full validation before anything is stored
+    market = container.market()
+    unpriced = unpriceable(positions, market)
+    check_collateral(collateral, market)
     container.repo.upsert_account(body.account_id, container.clock_ms())
-    return _append(container, NewEntry(EntryKind.ACCOUNT, data, f"key:{principal.key_id}"))
+    out = _append(container, NewEntry(EntryKind.ACCOUNT, data, f"key:{principal.key_id}"))
+    if unpriced:
+        out.status, out.unpriced = "degraded", unpriced
+    return out
 
 
 @router.get("", response_model=AccountList)
@@ -88,6 +148,8 @@ def add_fill(account_id: str, body: FillIn, principal: OperatorDep,
     _known(container, account_id)
     data = {"account_id": account_id, **body.model_dump()}
     parse_fill(data)
+    # a fill may close an expired position (it is held until one does)
+    unpriceable({body.instrument: body.quantity}, container.market(), allow_expired=True)
     return _append(container, NewEntry(EntryKind.FILL, data, f"key:{principal.key_id}"))
 
 
@@ -98,6 +160,7 @@ def add_transfer(account_id: str, body: TransferIn, principal: OperatorDep,
     _known(container, account_id)
     data = {"account_id": account_id, **body.model_dump()}
     parse_transfer(data)
+    check_collateral({body.asset: body.amount}, container.market())
     return _append(container, NewEntry(EntryKind.TRANSFER, data, f"key:{principal.key_id}"))
 
 

@@ -16,7 +16,9 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", response_model=HealthOut)
 def health(container: ContainerDep) -> HealthOut:
-    """Liveness and lag: database, bus, log position, engine checkpoints, stale feeds."""
+    """Liveness and lag: database, bus, log position, engine checkpoints, stale feeds,
+    degraded underlyings, stalled engines (entries waiting, no progress for
+    ``stall_after_s``), log entries refused or quarantined, and the worker lanes."""
     try:
         version = container.repo.schema_version()
         seq = container.repo.last_seq()
@@ -25,11 +27,19 @@ def health(container: ContainerDep) -> HealthOut:
         version, seq, db = 0, 0, f"error: {type(exc).__name__}"
     stale = sorted(s for f in container.feeds for s in getattr(f, "flagged", ()))
     degraded = sorted({u for r in container.runners for u in r.engine.degraded})
-    ok = db == "ok" and not stale and not degraded
+    after_s = container.settings.stall_after_s
+    stalled = sorted(r.consumer for r in container.runners if r.stalled(after_s, seq))
+    stalled += sorted(t.name for t in container.engine_threads() if not t.is_alive())
+    refused = sorted((x for r in container.runners for x in r.refused),
+                     key=lambda x: -int(x["seq"]))[:20]
+    errors = {r.consumer: r.last_error for r in container.runners if r.last_error}
+    ok = db == "ok" and not stale and not degraded and not stalled and not refused
     return HealthOut(status="ok" if ok else "degraded", database=db, schema_version=version,
                      bus=container.settings.bus_url.split("://")[0], log_seq=seq,
                      engines={r.consumer: r.committed_seq for r in container.runners},
-                     stale_streams=stale, degraded_underlyings=degraded)
+                     stale_streams=stale, degraded_underlyings=degraded,
+                     stalled_engines=sorted(set(stalled)), engine_errors=errors,
+                     refused_entries=refused, workers=container.pool.stats())
 
 
 @router.get("/metrics", response_class=Response,

@@ -1,0 +1,168 @@
+"""Work that runs in the worker processes of :mod:`marginproof.service.workers`.
+
+Everything here is a module-level function over plain, picklable data. A market snapshot
+travels as its fields (validated once, in the service; ``MarketSnapshot`` itself holds
+read-only mappings that cannot be pickled) and is rebuilt in the worker without re-validation;
+workers keep the last few markets and models, keyed by the service, so a request carries no
+reconstruction cost while the market is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any
+
+from marginproof.config.limits import all_finite
+from marginproof.errors import InputError
+from marginproof.market.snapshot import MarketSnapshot
+
+MarketState = tuple[tuple[str, Any], ...]
+
+_MARKETS: OrderedDict[str, MarketSnapshot] = OrderedDict()
+_MODELS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+
+def market_state(m: MarketSnapshot) -> MarketState:
+    """The snapshot's fields as plain (picklable) data."""
+    out: list[tuple[str, Any]] = []
+    for f in fields(m):
+        v = getattr(m, f.name)
+        if f.name == "forwards":
+            v = {u: dict(c) for u, c in v.items()}
+        elif f.name != "timestamp":
+            v = dict(v)
+        out.append((f.name, v))
+    return tuple(out)
+
+
+def market_from_state(state: MarketState) -> MarketSnapshot:
+    """Inverse of :func:`market_state` (no re-validation: it was validated when built)."""
+    snap = MarketSnapshot.__new__(MarketSnapshot)
+    for name, v in state:
+        if name == "forwards":
+            v = MappingProxyType({u: MappingProxyType(c) for u, c in v.items()})
+        elif name != "timestamp":
+            v = MappingProxyType(v)
+        object.__setattr__(snap, name, v)
+    return snap
+
+
+def _cached_market(key: str, state: MarketState) -> MarketSnapshot:
+    m = _MARKETS.get(key)
+    if m is None:
+        m = market_from_state(state)
+        _MARKETS[key] = m
+        while len(_MARKETS) > 4:
+            _MARKETS.popitem(last=False)
+    return m
+
+
+def _cached_model(name: str, params: dict[str, Any] | None, params_hash: str) -> Any:
+    from marginproof.models.registry import get_model, model_class
+
+    key = (name, params_hash)
+    model = _MODELS.get(key)
+    if model is None:
+        model = get_model(name) if params is None else model_class(name)(params)
+        _MODELS[key] = model
+        while len(_MODELS) > 16:
+            _MODELS.popitem(last=False)
+    return model
+
+
+@dataclass(frozen=True)
+class WhatIfTask:
+    """One what-if: the book before (the base) and after (base + trades), one model."""
+
+    model: str
+    params: dict[str, Any] | None  # None: the model's shipped parameters
+    params_hash: str
+    market_key: str
+    market: MarketState
+    before: dict[str, float]
+    after: dict[str, float]
+    collateral: dict[str, float]
+    preset_inputs: dict[str, Any]
+    detail: bool = False
+    view: str = "api"  # "api": the POST /whatif body; "console": the console's explanation
+
+
+def run_whatif(task: WhatIfTask) -> dict[str, Any]:
+    """Margin before and after, the change, equity and excess; errors come back as data.
+
+    Returns ``{"ok": {...}}`` or ``{"error": [field, message]}`` (exceptions with custom
+    constructors do not cross a process boundary intact).
+    """
+    try:
+        return {"ok": _whatif(task)}
+    except InputError as exc:
+        return {"error": [exc.field, exc.message]}
+
+
+def _whatif(task: WhatIfTask) -> dict[str, Any]:
+    from marginproof.instruments.collateral import value_collateral
+    from marginproof.instruments.portfolio import Portfolio
+    from marginproof.instruments.resolved import resolve
+
+    market = _cached_market(task.market_key, task.market)
+    model = _cached_model(task.model, task.params, task.params_hash)
+
+    def book(positions: dict[str, float]) -> Portfolio:
+        p = Portfolio.of(positions)
+        return Portfolio(p.positions, dict(task.collateral), dict(task.preset_inputs))
+
+    after_book = book(task.after)
+    result = model.margin(after_book, market)
+    if task.before == task.after:
+        before_im, before_mm = result.initial_margin, result.maintenance_margin
+    elif task.before:
+        b = model.margin(book(task.before), market)
+        before_im, before_mm = b.initial_margin, b.maintenance_margin
+    else:
+        before_im = before_mm = 0.0
+    resolved = resolve(after_book, market)
+    out: dict[str, Any]
+    if task.view == "console":
+        from marginproof.web import views
+
+        out = views.explain(result, model, resolved, task.after)
+    else:
+        ws = result.worst_scenario
+        out = {"model": result.model, "params_hash": result.params_hash,
+               "market_timestamp": result.market_timestamp.isoformat(),
+               "currency": result.currency, "initial_margin": float(result.initial_margin),
+               "maintenance_margin": float(result.maintenance_margin),
+               "positions": dict(task.after),
+               "worst_scenario": None if ws is None else dict(ws.__dict__),
+               "result": result.to_dict() if task.detail else None}
+    out["before"] = {"initial_margin": float(before_im), "maintenance_margin": float(before_mm),
+                     "positions": dict(task.before)}
+    out["after"] = {"initial_margin": float(result.initial_margin),
+                    "maintenance_margin": float(result.maintenance_margin)}
+    out["delta_initial_margin"] = float(result.initial_margin) - float(before_im)
+    out["delta_maintenance_margin"] = float(result.maintenance_margin) - float(before_mm)
+    # equity as the engine counts it: collateral after haircuts (debts in full) plus the
+    # value of spot and option positions (futures' P&L settles into collateral)
+    coll = value_collateral(task.collateral, market).total_usd if task.collateral else 0.0
+    pos_value = 0.0
+    for i in range(len(resolved)):
+        if bool(resolved.is_option[i]):
+            pos_value += float(resolved.quantity[i]) * float(resolved.mark_usd[i])
+        elif int(resolved.kind[i]) == 0:  # spot
+            pos_value += float(resolved.quantity[i]) * float(resolved.forward[i])
+    equity = coll + pos_value
+    out["collateral_value_usd"] = coll
+    out["equity_usd"] = equity
+    if result.currency == "USD":
+        out["excess_over_initial_margin_usd"] = equity - float(result.initial_margin)
+        out["excess_over_maintenance_margin_usd"] = equity - float(result.maintenance_margin)
+    else:  # a margin in another currency is not netted against USD equity
+        out["excess_over_initial_margin_usd"] = None
+        out["excess_over_maintenance_margin_usd"] = None
+    bad = all_finite(out)
+    if bad:
+        raise InputError(bad.replace("result.", "", 1) if bad.startswith("result.") else bad,
+                         "the margin is not a finite number for these inputs")
+    return out
