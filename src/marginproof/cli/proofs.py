@@ -86,21 +86,55 @@ def evidence(fn: Callable[..., T], *args: Any) -> T:
         raise VerificationError("evidence.malformed", f"{type(exc).__name__}: {exc}") from None
 
 
-def _keys(record_path: Path | None, key: str | None, keys_file: Path | None,
-          trust: str | None) -> dict[str, bytes]:
+ANCHOR_HELP = ("no trust anchor: pin the venue's genesis operator key id with --trust KEYID (or "
+               "its public key with --key HEX), taken from a channel other than the files being "
+               "checked; keys found beside a record are never trusted on their own "
+               "(--no-trust-anchor skips this, and says so)")
+TrustOpt = Annotated[str | None, typer.Option(
+    "--trust", help="Trust anchor: the genesis operator key id (64 hex), published out of band")]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--key", help="Trust anchor: one operator public key (64 hex); no rotation")]
+KeysOpt = Annotated[Path | None, typer.Option(
+    "--keys", help="The venue's published keys.jsonl (key history, checked from --trust)")]
+NoAnchorOpt = Annotated[bool, typer.Option(
+    "--no-trust-anchor", help="Accept the keys in the checked files without an anchor (UNSAFE: "
+                              "whoever wrote the files chose the keys)")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trusted:
+    """Operator keys a verifier accepts, and how they were anchored."""
+
+    keys: dict[str, bytes]
+    anchored: bool
+
+
+def trusted_keys(key: str | None, keys_file: Path | None, trust: str | None,
+                 no_anchor: bool) -> Trusted:
+    """Operator keys from an explicit anchor; never from files found next to the evidence.
+
+    ``--key`` trusts exactly that key. ``--trust KEYID`` walks the published key history
+    (``--keys``) from a genesis entry that must be signed by KEYID. Without either, the command
+    refuses (exit 2) unless ``--no-trust-anchor`` is given.
+    """
     if key:
         raw = parse_hex(key, "--key", 32)
-        return {key_id(raw): raw}
-    if keys_file is None and record_path is not None:
-        for parent in record_path.resolve().parents:
-            cand = parent / "public" / "keys.jsonl"
-            if cand.exists():
-                keys_file = cand
-                break
+        return Trusted({key_id(raw): raw}, True)
+    if trust is not None:
+        parse_hex(trust, "--trust", 32)
+    elif not no_anchor:
+        raise InputError("--trust", ANCHOR_HELP)
     if keys_file is None:
-        raise InputError("--keys", "no trusted operator key: pass --key HEX or --keys keys.jsonl")
+        raise InputError("--keys", "need the published key history (--keys keys.jsonl, or --log/"
+                                   "--dir for the venue's published directory)")
     read_bytes(keys_file)
-    return evidence(published_keys, keys_file, trust)
+    return Trusted(evidence(published_keys, keys_file, trust), trust is not None)
+
+
+def _unanchored_note(t: Trusted) -> None:
+    if not t.anchored:
+        _say("  WARNING: no trust anchor (--no-trust-anchor): the operator keys are the ones in "
+             "the checked files, so a forger who wrote them all would pass")
 
 
 DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
@@ -129,6 +163,7 @@ def register(app: typer.Typer) -> None:
         """
         store = ProofStore(out)
         keys = store.operator_keys(create=True)
+        anchor_file = store.root / "operator" / "genesis_key_id"
         writer = InputLogWriter(store, keys)
         entries = store.entries()
         example_flag = store.root / "input_log" / "EXAMPLE"
@@ -136,6 +171,8 @@ def register(app: typer.Typer) -> None:
             if fmt not in ("v1", "v2"):
                 raise InputError("--format", "must be v1 or v2")
             writer.append_genesis()
+            # the trust anchor verifiers pin (--trust): the operator publishes it out of band
+            anchor_file.write_text(keys.operator.key_id + "\n")
             writer.append_params(default_params(
                 model, depth_min=depth_min, privacy=privacy,
                 fmt=f"marginproof/proofs/{fmt}"))
@@ -187,6 +224,7 @@ def register(app: typer.Typer) -> None:
                       f"{res.params.quote_scale}): coll {totals['coll']}, im {totals['im']}, "
                       f"mm {totals['mm']}, short {totals['short']}")
         _say(f"record  {d / 'record.json'}")
+        _say(f"trust anchor (genesis key id, publish out of band): {keys.operator.key_id}")
         _say(f"epoch log size {sth['sth']['size']}, root {sth['sth']['root'][:16]}...")
         if write_proofs:
             _say(f"proofs  {d / 'proofs'} (JSON and binary per account)")
@@ -217,9 +255,10 @@ def register(app: typer.Typer) -> None:
         proof: Annotated[Path, typer.Option("--proof", help="Proof file (JSON or binary)")],
         root: Annotated[str, typer.Option(
             "--root", help="Signed record file (full check) or a 64-hex root hash")],
-        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
-        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
         epoch: Annotated[int | None, typer.Option(help="Epoch (needed with a bare root)")] = None,
         account_id: Annotated[str | None, typer.Option(help="Your account id")] = None,
         nonce: Annotated[str | None, typer.Option(help="Your nonce (hex)")] = None,
@@ -241,16 +280,21 @@ def register(app: typer.Typer) -> None:
         if is_hex and epoch is None:
             raise InputError("--epoch", "required with a bare root hash (the proof's epoch "
                                         "field is not covered by any hash)")
+        anchor: Trusted | None = None
         if not is_hex:
             read_bytes(rpath)
         try:
+            if not is_hex:
+                kfile = keys if keys is not None or log is None else ProofStore(log).keys_path
+                anchor = trusted_keys(key, kfile, trust, no_trust_anchor)
             p = evidence(load_proof_bytes, raw)
             if is_hex:
                 res = evidence(lambda: verify_account(
                     p, root_hash=bytes.fromhex(root), epoch=epoch, account_id=account_id,
                     nonce=nn, expected=expected))
             else:
-                trusted = _keys(rpath, key, keys, trust)
+                assert anchor is not None
+                trusted = anchor.keys
                 signed = evidence(parse_canonical, read_bytes(rpath), str(rpath))
                 rec = evidence(lambda: verify_record(signed, trusted))
                 res = evidence(lambda: verify_account(p, record=rec, account_id=account_id,
@@ -266,7 +310,8 @@ def register(app: typer.Typer) -> None:
             raise _reject(exc) from None
         if json_out:
             print_json({"valid": True, "epoch": res.epoch, "index": res.index,
-                        "values": res.values, "checks": list(res.checks)})
+                        "values": res.values, "checks": list(res.checks),
+                        "anchored": anchor is not None and anchor.anchored})
             return
         vals = ", ".join(f"{k}={v}" for k, v in res.values.items())
         _say(f"OK epoch {res.epoch} leaf {res.index}: {vals}", highlight=False)
@@ -274,6 +319,8 @@ def register(app: typer.Typer) -> None:
             _say(f"  checked: {c}")
         if is_hex:
             _say("  note: bare root hash: header and signature not checked")
+        elif anchor is not None:
+            _unanchored_note(anchor)
 
     @app.command("verify-log")
     @handle_errors
@@ -281,19 +328,20 @@ def register(app: typer.Typer) -> None:
         directory: DirOpt,
         known_sth: Annotated[list[Path] | None, typer.Option(
             help="Tree head you saw before (repeatable): must be consistent with the log")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
-        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        key: KeyOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
         input_log: Annotated[bool, typer.Option(
             help="Also audit the (private) input log against every record")] = False,
     ) -> None:
         """Audit the epoch log: signatures, hash chain, tree heads, consistency (exit 0/1)."""
         store = ProofStore(directory)
-        kfile = keys or store.keys_path
-        read_bytes(kfile)
         read_bytes(store.epoch_log_path)
         known_raw = [read_bytes(k) for k in known_sth or []]
         try:
-            trusted = evidence(published_keys, kfile, trust)
+            anchor = trusted_keys(key, keys or store.keys_path, trust, no_trust_anchor)
+            trusted = anchor.keys
             recs = evidence(store.signed_records)
             heads = evidence(store.sths)
             known = [evidence(parse_strict, b, "known_sth") for b in known_raw]
@@ -328,20 +376,24 @@ def register(app: typer.Typer) -> None:
                           "truncation)")
         if input_log:
             _say("  input log: signatures, sequence, per-epoch roots and input tree heads verified")
+        _unanchored_note(anchor)
 
     @app.command("verify-privacy")
     @handle_errors
     def verify_privacy_cmd(
         record: Annotated[Path, typer.Option("--record", help="Signed record file")],
         bundle: Annotated[Path, typer.Option("--bundle", help="privacy.bundle file")],
-        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
     ) -> None:
         """Public solvency check: commitment tree, root openings, every range proof."""
         data = read_bytes(bundle)
         raw = read_bytes(record)
         try:
-            trusted = _keys(record, key, keys, None)
+            anchor = trusted_keys(key, keys, trust, no_trust_anchor)
+            trusted = anchor.keys
             signed = evidence(parse_canonical, raw, str(record))
             rec = evidence(lambda: verify_record(signed, trusted))
             if rec.privacy is None:
@@ -357,6 +409,7 @@ def register(app: typer.Typer) -> None:
                       f"{out['flagged']} flagged (shortfall), every range proof verifies "
                       f"({dt:.1f} s, batched)")
         _say(f"  root commitments open to totals coll={sums['coll']} mm={sums['mm']}")
+        _unanchored_note(anchor)
 
     @app.command()
     @handle_errors
