@@ -221,8 +221,9 @@ def register(app: typer.Typer) -> None:
                       f"{res.tree.depth}, fields {', '.join(res.params.fields)} ({t1 - t0:.1f} s)")
         _say(f"root {res.record['root']['hash']}")
         _say("totals (quote atoms, scale "
-                      f"{res.params.quote_scale}): coll {totals['coll']}, im {totals['im']}, "
-                      f"mm {totals['mm']}, short {totals['short']}")
+                      f"{res.params.quote_scale}): assets {totals['assets']}, liabs "
+                      f"{totals['liabs']}, im {totals['im']}, mm {totals['mm']}, short "
+                      f"{totals['short']}, stress {totals['stress']}")
         _say(f"record  {d / 'record.json'}")
         _say(f"trust anchor (genesis key id, publish out of band): {keys.operator.key_id}")
         _say(f"epoch log size {sth['sth']['size']}, root {sth['sth']['root'][:16]}...")
@@ -401,14 +402,16 @@ def register(app: typer.Typer) -> None:
             sums = dict(zip(rec.fields, rec.root_sums, strict=True))
             t0 = time.perf_counter()
             out = evidence(verify_bundle, dict(rec.privacy), rec.hdr_hash, rec.depth,
-                           (sums["coll"], sums["mm"]), data, secrets.token_bytes(32))
+                           (sums["assets"], sums["liabs"], sums["mm"]), data,
+                           secrets.token_bytes(32))
             dt = time.perf_counter() - t0
         except VerificationError as exc:
             raise _reject(exc) from None
         _say(f"OK privacy bundle of epoch {rec.epoch}: {out['leaves']} leaves, "
                       f"{out['flagged']} flagged (shortfall), every range proof verifies "
                       f"({dt:.1f} s, batched)")
-        _say(f"  root commitments open to totals coll={sums['coll']} mm={sums['mm']}")
+        _say(f"  root commitments open to totals assets={sums['assets']} "
+             f"liabs={sums['liabs']} mm={sums['mm']}")
         _unanchored_note(anchor)
 
     @app.command()

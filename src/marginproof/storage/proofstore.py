@@ -455,7 +455,7 @@ def _privacy_tree(epoch_dir: Path) -> PrivacyTree:
     """Commitment tree of an epoch, rebuilt from its bundle once and kept (a serving process
     answers many users from the same epoch)."""
     hdr, depth, base, leaves = parse_bundle(read_bytes(epoch_dir / "privacy.bundle"))
-    return PrivacyTree(hdr, depth, base, tuple(leaves), commitment_levels(hdr, leaves), (0, 0))
+    return PrivacyTree(hdr, depth, base, tuple(leaves), commitment_levels(hdr, leaves), (0, 0, 0))
 
 
 def published_keys(path: Path, trust: str | None = None) -> dict[str, bytes]:
@@ -552,7 +552,33 @@ def default_params(model: str = "grid", *, depth_min: int = 10, privacy: bool = 
         "depth_min": str(depth_min),
         "model": {"name": model, "params_toml": text, "params_hash": m.params_hash},
         "privacy": {"enabled": privacy, "range_base": str(range_base)},
+        "prices": {"scale": "12"},
+        "quantities": {"scale": "8"},
+        "stress": {"scenarios": model_stress_scenarios(cls.default_config)},
+        "reserves": {"max_block_age_s": "86400"},
     }
+
+
+def model_stress_scenarios(config_name: str) -> list[dict[str, Any]]:
+    """Venue stress scenarios from the model in force: the corners of its own scenario grid
+    (every underlying at minus / plus its price range, vols up by its vol range), and the crash
+    at twice the range. Models without a grid get the grid model's ranges."""
+    cfg = load_toml(config_dir() / config_name)
+    grid = cfg.get("grid") or load_toml(config_dir() / "models" / "grid.toml")["grid"]
+    ranges = {str(k): float(v) for k, v in grid["price_range"].items()}
+    default = ranges.pop("default", 0.25)
+    up = 1.0 + float(grid.get("vol_range_up", 0.5))
+
+    def dec(x: float) -> str:
+        return float_to_decimal(x, 6, "stress")
+
+    def scen(name: str, k: float) -> dict[str, Any]:
+        return {"name": name, "moves": {u: dec(max(k * r, -0.95)) for u, r in sorted(
+            ranges.items())}, "default_move": dec(max(k * default, -0.95)), "iv_mult": dec(up)}
+
+    return [scen("crash: every underlying -1x its range, vols up", -1.0),
+            scen("rally: every underlying +1x its range, vols up", 1.0),
+            scen("crash: every underlying -2x its range, vols up", -2.0)]
 
 
 def new_epoch_secret(keys: OperatorKeys, epoch: int) -> bytes:
