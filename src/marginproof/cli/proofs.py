@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--epoch", f"the input log has no cut for epoch {epoch}")
             if epoch != last + 1:
                 raise InputError("--epoch", f"next epoch of this log is {last + 1}")
-            from marginproof.demo.proofs import example_epoch
+            from marginproof.demo.proofs import example_epoch, example_reserves, liabilities_of
 
             n = int(example_flag.read_text().split("=")[1])
             ex = example_epoch(epoch, n)
@@ -194,7 +194,11 @@ def register(app: typer.Typer) -> None:
             writer.append_positions(ex.positions)
             scales = {"BTC": 8, "ETH": 9, "USDC": 6, "USDT": 6}
             writer.append_balances(ex.balances, scales)
-            writer.cut(epoch, ex.market.timestamp.isoformat().replace("+00:00", "Z"))
+            cut_ts = ex.market.timestamp.isoformat().replace("+00:00", "Z")
+            venue = str(entries[1].body["venue"])
+            writer.append_reserves(example_reserves(epoch, venue, cut_ts,
+                                                    liabilities_of(ex.balances, scales), scales))
+            writer.cut(epoch, cut_ts)
             entries = store.entries()
         recs = store.signed_records()
         prev = None

@@ -86,6 +86,7 @@ class EpochResult:
     account_ids: tuple[str, ...]
     leaf_index: Mapping[str, int]
     privacy: PrivacyTree | None
+    reserves: Reserves | None = None
 
     @property
     def record_bytes(self) -> bytes:
@@ -199,7 +200,7 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
         "totals": {f: str(s) for f, s in totals.items()},
         "solvency": solvency_section(reserves, [a.symbol for a in params.assets]
                                      if params.liabilities else [], totals, fund_quote,
-                                     stress_line),
+                                     stress_line, params.max_block_age_s),
     }
     privacy = None
     if params.privacy:
@@ -208,7 +209,7 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
                                 [int(v) for v in vals[:, 3]], params.range_base, mapper)
         record["privacy"] = privacy.record_section()
     return EpochResult(params, header, hdr, record, tree, tuple(ids),
-                       {a: int(position[i]) for i, a in enumerate(ids)}, privacy)
+                       {a: int(position[i]) for i, a in enumerate(ids)}, privacy, reserves)
 
 
 @dataclass(frozen=True)

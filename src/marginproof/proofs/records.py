@@ -162,7 +162,7 @@ def _opt_uint(v: Any, where: str) -> int | None:
 def _check_solvency_shape(sv: Any, h: Mapping[str, Any], where: str) -> None:
     """Exact keys at every level of the ``solvency`` section (no unknown field passes)."""
     attested = h["reserves_hash"] is not None
-    keys = {"assets", "stress", "insurance_fund_quote"} | (
+    keys = {"assets", "stress", "insurance_fund_quote", "max_block_age_s"} | (
         {"reserves_hash", "custodian_keys", "blocks", "insurance_fund"} if attested else set())
     if not isinstance(sv, dict) or set(sv) != keys:
         raise InputError(where, f"must be an object with exactly {sorted(keys)}")
@@ -195,6 +195,7 @@ def _check_solvency_shape(sv: Any, h: Mapping[str, Any], where: str) -> None:
     if st["covered_by_insurance_fund"] not in (None, True, False):
         raise InputError(f"{where}.stress.covered_by_insurance_fund", "must be a boolean or null")
     _opt_uint(sv["insurance_fund_quote"], f"{where}.insurance_fund_quote")
+    parse_uint(sv["max_block_age_s"], f"{where}.max_block_age_s")
     if attested:
         parse_hex32(sv["reserves_hash"], f"{where}.reserves_hash")
         if not isinstance(sv["custodian_keys"], list):

@@ -218,7 +218,7 @@ def verify_reserves(body: Any, *, venue: str, epoch: int, cut_timestamp: str,
 
 def solvency_section(reserves: Reserves | None, assets: Sequence[str],
                      totals: Mapping[str, int], fund_quote_atoms: int | None,
-                     stress: Mapping[str, Any]) -> dict[str, Any]:
+                     stress: Mapping[str, Any], max_block_age_s: int) -> dict[str, Any]:
     """The record's ``solvency`` object (public verdict per asset, stress line)."""
     rows = []
     for a in assets:
@@ -239,4 +239,5 @@ def solvency_section(reserves: Reserves | None, assets: Sequence[str],
         out["blocks"] = [{"chain": c, "height": str(h), "hash": hh} for c, h, hh in reserves.blocks]
         out["insurance_fund"] = {k: str(v) for k, v in sorted(reserves.insurance_fund.items())}
     out["insurance_fund_quote"] = None if fund_quote_atoms is None else str(fund_quote_atoms)
+    out["max_block_age_s"] = str(max_block_age_s)
     return out
