@@ -28,6 +28,7 @@ from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import load_proof_bytes
 from marginproof.proofs.inputlog import find_cut, log_root, make_sth, replay_entries, verify_sth
 from marginproof.proofs.privacy import verify_bundle
+from marginproof.proofs.reserves import reserves_hash, verify_reserves
 from marginproof.proofs.records import (
     audit_epoch_log,
     parse_record,
@@ -417,6 +418,84 @@ def register(app: typer.Typer) -> None:
         _say(f"  root commitments open to totals assets={sums['assets']} "
              f"liabs={sums['liabs']} mm={sums['mm']}")
         _unanchored_note(anchor)
+
+    @app.command("verify-solvency")
+    @handle_errors
+    def verify_solvency_cmd(
+        record: Annotated[Path, typer.Option("--record", help="Signed record file")],
+        reserves: Annotated[Path | None, typer.Option(
+            "--reserves", help="The epoch's published reserves.json (default: beside the "
+                               "record)")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
+        custodian_key: Annotated[list[str] | None, typer.Option(
+            help="Custodian key id you trust (repeatable): every statement must be by one")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Public solvency check from published files: record, reserves, keys (exit 0 solvent,
+        1 rejected or insolvent, 2 usage)."""
+        raw = read_bytes(record)
+        rpath = reserves if reserves is not None else record.parent / "reserves.json"
+        try:
+            anchor = trusted_keys(key, keys, trust, no_trust_anchor)
+            signed = evidence(parse_canonical, raw, str(record))
+            rec = evidence(lambda: verify_record(signed, anchor.keys))
+            sv = signed["record"]["solvency"]
+            h = rec.header
+            res_out = None
+            if h["reserves_hash"] is not None:
+                body = evidence(parse_canonical, read_bytes(rpath), str(rpath))
+                if reserves_hash(body) != h["reserves_hash"]:
+                    raise VerificationError("reserves.hash", "reserves file differs from the one "
+                                                             "the record pins")
+                scales = {a["symbol"]: int(a["scale"]) for a in h["assets"]}
+                res_out = evidence(lambda: verify_reserves(
+                    body, venue=h["venue"], epoch=rec.epoch, cut_timestamp=h["cut_timestamp"],
+                    scales=scales, max_block_age_s=int(sv["max_block_age_s"])))
+                for row in sv["assets"]:
+                    if int(row["reserves"]) != res_out.amounts.get(row["asset"], 0):
+                        raise VerificationError(f"solvency.{row['asset']}.reserves",
+                                                "stated reserves differ from the attested sum")
+                if {k: str(v) for k, v in res_out.insurance_fund.items()} != sv["insurance_fund"]:
+                    raise VerificationError("solvency.insurance_fund", "differs from the file")
+                if list(res_out.custodians) != sv["custodian_keys"]:
+                    raise VerificationError("solvency.custodian_keys", "differ from the file")
+                if [{"chain": c, "height": str(hh), "hash": x} for c, hh, x in
+                        res_out.blocks] != sv["blocks"]:
+                    raise VerificationError("solvency.blocks", "differ from the file")
+                pins = set(custodian_key or [])
+                if pins and not set(res_out.custodians) <= pins:
+                    raise VerificationError("reserves.custodians", "a statement is signed by a "
+                                                                   "custodian key you do not trust")
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        insolvent = [r["asset"] for r in sv["assets"] if r["verdict"] == "insolvent"]
+        if json_out:
+            print_json({"valid": True, "epoch": rec.epoch, "assets": sv["assets"],
+                        "stress": sv["stress"], "insolvent": insolvent,
+                        "anchored": anchor.anchored})
+        else:
+            _say(f"epoch {rec.epoch}: record signature, totals and solvency section verified")
+            for r in sv["assets"]:
+                _say(f"  {r['asset']:>5}: reserves {r['reserves']}, liabilities "
+                     f"{r['liabilities']}, net {r['net']} -> {r['verdict'].upper()}")
+            st = sv["stress"]
+            cov = st["covered_by_insurance_fund"]
+            _say(f"  stress ({st['scenario']}): aggregate shortfall {st['shortfall']} quote atoms"
+                 f", insurance fund {sv['insurance_fund_quote']} -> "
+                 f"{'covered' if cov else 'NOT covered' if cov is False else 'no fund stated'}")
+            if res_out is not None:
+                _say(f"  reserves: {res_out.addresses} signed addresses at blocks "
+                     + ", ".join(f"{c} {hh}" for c, hh, _ in res_out.blocks)
+                     + f"; {len(res_out.custodians)} custodian statement(s)"
+                     + ("" if custodian_key else " (custodian keys not pinned: "
+                        "--custodian-key)"))
+            _unanchored_note(anchor)
+        if insolvent:
+            err_console.print(f"INSOLVENT: reserves below liabilities for {', '.join(insolvent)}")
+            raise typer.Exit(EXIT_REJECT)
 
     @app.command()
     @handle_errors
