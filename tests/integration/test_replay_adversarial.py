@@ -117,7 +117,7 @@ def test_binary_bit_flip_and_truncation(built: Path, tmp_path: Path) -> None:
 def test_edited_record_fails_its_signature_and_foreign_keys_are_refused(
         built: Path, tmp_path: Path) -> None:
     rec = parse_canonical(_rec(built).read_bytes(), "r")
-    rec["record"]["totals"]["short"] = "0"
+    rec["record"]["totals"]["im"] = "0"
     f = tmp_path / "rec.json"
     f.write_bytes(canon(rec))
     _expect_reject(_run("verify-account", "--proof", str(_proof(built)), "--root", str(f),
@@ -242,3 +242,33 @@ def test_the_service_function_serves_exactly_the_published_proof(built: Path) ->
     assert p.public().to_binary() == _proof(built, ext="bin").read_bytes()
     r = _run("proof", "--epoch", "1", "--dir", str(built), "--account", "nobody")
     assert r.exit_code == 2
+
+
+def test_verify_solvency_from_published_files_and_its_refusals(built: Path,
+                                                              tmp_path: Path) -> None:
+    rec = _rec(built)
+    r = _run("verify-solvency", "--record", str(rec))
+    assert r.exit_code == 0 and "SOLVENT" in r.output and "stress" in r.output, r.output
+    # a reserves file with one more (unattested) address: its hash differs from the pinned one
+    d = copy_of(built, tmp_path / "c")
+    rp = d / "epochs" / "000001" / "reserves.json"
+    body = parse_canonical(rp.read_bytes(), "r")
+    body["snapshots"][0]["balances"][0]["amount"] = "999999"
+    rp.write_bytes(canon(body) + b"\n")
+    _expect_reject(_run("verify-solvency", "--record", str(_rec(d))), "reserves.hash")
+    # the operator (who holds its key) re-signs a record that overstates BTC reserves
+    keys = ProofStore(built).operator_keys()
+    signed = parse_canonical(rec.read_bytes(), "r")
+    row = signed["record"]["solvency"]["assets"][0]
+    row["reserves"] = str(int(row["reserves"]) * 10)
+    row["net"] = str(int(row["reserves"]) - int(row["liabilities"]))
+    f = tmp_path / "rec.json"
+    f.write_bytes(canon(sign_record(signed["record"], keys.operator)))
+    (tmp_path / "reserves.json").write_bytes((built / "epochs" / "000001" /
+                                              "reserves.json").read_bytes())
+    _expect_reject(_run("verify-solvency", "--record", str(f)), "solvency.BTC.reserves")
+    # a liability omitted from the verdict (liabilities below the tree's total cr:BTC)
+    signed = parse_canonical(rec.read_bytes(), "r")
+    signed["record"]["solvency"]["assets"][0]["liabilities"] = "0"
+    f.write_bytes(canon(sign_record(signed["record"], keys.operator)))
+    _expect_reject(_run("verify-solvency", "--record", str(f)), "solvency.BTC.liabilities")

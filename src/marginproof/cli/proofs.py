@@ -28,7 +28,6 @@ from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import load_proof_bytes
 from marginproof.proofs.inputlog import find_cut, log_root, make_sth, replay_entries, verify_sth
 from marginproof.proofs.privacy import verify_bundle
-from marginproof.proofs.reserves import reserves_hash, verify_reserves
 from marginproof.proofs.records import (
     audit_epoch_log,
     parse_record,
@@ -37,6 +36,7 @@ from marginproof.proofs.records import (
     signed_record_hash,
     verify_record,
 )
+from marginproof.proofs.reserves import reserves_hash, verify_reserves
 from marginproof.proofs.signing import key_id
 from marginproof.proofs.verify import summary, verify_account
 from marginproof.storage.proofstore import (

@@ -69,7 +69,7 @@ def example_epoch(epoch: int, n_accounts: int = 200, seed: int = SEED) -> Exampl
             else:
                 name, q = "BTC_USDT", round(abs(float(rng.normal(0.0, 3.0))), 4)
             if q != 0.0:
-                pos[name] = pos.get(name, 0.0) + q
+                pos[name] = round(pos.get(name, 0.0) + q, 8)  # quantities at scale 8
         bal: dict[str, float] = {}
         notional = sum(abs(q) * (1.0 if n == "BTC-PERPETUAL" else
                                  market.index("ETH") if n.startswith("ETH") else s)

@@ -58,8 +58,9 @@ CASES = {
         copy.deepcopy(b["snapshots"][0])), "two snapshots"),
     "custodian counted twice": (lambda b: b["custodians"].append(
         copy.deepcopy(b["custodians"][0])), "custodian counted twice"),
-    "custodian statement edited": (lambda b: b["custodians"][0]["statement"]["balances"].__setitem__(
-        "USDC", "99999999999"), "custodians[0].sig"),
+    "custodian statement edited": (
+        lambda b: b["custodians"][0]["statement"]["balances"].__setitem__("USDC", "99999999999"),
+        "custodians[0].sig"),
     "reserves of another epoch": (lambda b: b.__setitem__("epoch", "2"), "stale reserves"),
     "unknown field": (lambda b: b.__setitem__("note", "x"), "reserves"),
     "unknown field in a balance row": (lambda b: b["snapshots"][0]["balances"][0].__setitem__(
