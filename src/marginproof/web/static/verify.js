@@ -720,7 +720,7 @@ export async function verifyProofFile(proofBytes, { signedRecord, keyEntries, tr
     const q = record.header.quote || {};
     return { valid: true, epoch: res.epoch.toString(), index: res.index.toString(),
              values: Object.fromEntries(Object.entries(res.values).map(([k, v]) => [k, v.toString()])),
-             checks: res.checks, privacySkipped: res.privacySkipped,
+             checks: res.checks, privacySkipped: res.privacySkipped, anchored: Boolean(trust),
              signedBy: signedRecord.key_id, quote: { symbol: q.symbol, scale: q.scale },
              accountId: accountId !== null ? accountId : proof.accountId };
   } catch (e) {
