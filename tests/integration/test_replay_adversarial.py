@@ -19,13 +19,26 @@ from tests.integration._proofs_helpers import copy_of, example_dir
 runner = CliRunner()
 
 
+ANCHOR: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return example_dir(tmp_path_factory.mktemp("proofs"))
+    d = example_dir(tmp_path_factory.mktemp("proofs"))
+    ANCHOR["trust"] = ProofStore(d).operator_keys().operator.key_id
+    ANCHOR["keys"] = str(d / "public" / "keys.jsonl")
+    return d
 
 
-def _run(*args: str):
-    return runner.invoke(app, list(args))
+def _run(*args: str, anchor: bool = True):
+    """The CLI; verify commands get the genesis key as trust anchor unless one is given."""
+    a = list(args)
+    if anchor and a[0].startswith("verify-") and not {"--trust", "--key",
+                                                      "--no-trust-anchor"} & set(a):
+        a += ["--trust", ANCHOR["trust"]]
+        if a[0] != "verify-log" and "--keys" not in a:
+            a += ["--keys", ANCHOR["keys"]]
+    return runner.invoke(app, a)
 
 
 def _rec(d: Path, e: int = 1) -> Path:
@@ -104,7 +117,7 @@ def test_binary_bit_flip_and_truncation(built: Path, tmp_path: Path) -> None:
 def test_edited_record_fails_its_signature_and_foreign_keys_are_refused(
         built: Path, tmp_path: Path) -> None:
     rec = parse_canonical(_rec(built).read_bytes(), "r")
-    rec["record"]["totals"]["short"] = "0"
+    rec["record"]["totals"]["im"] = "0"
     f = tmp_path / "rec.json"
     f.write_bytes(canon(rec))
     _expect_reject(_run("verify-account", "--proof", str(_proof(built)), "--root", str(f),
@@ -112,6 +125,36 @@ def test_edited_record_fails_its_signature_and_foreign_keys_are_refused(
     other = "11" * 32
     _expect_reject(_run("verify-account", "--proof", str(_proof(built)), "--root",
                         str(_rec(built)), "--key", other), "record.key_id")
+
+
+def test_verifiers_need_a_trust_anchor_and_never_trust_keys_beside_the_record(
+        built: Path, tmp_path: Path) -> None:
+    """An attacker who rewrites every downloaded file with a key of their own passes only a
+    verifier that takes the keys from those files."""
+    from marginproof.proofs.inputlog import keys_body, sign_entry
+    from marginproof.proofs.signing import SigningKey
+
+    r = _run("verify-account", "--proof", str(_proof(built)), "--root", str(_rec(built)),
+             anchor=False)
+    assert r.exit_code == 2 and "trust anchor" in r.output, r.output
+    r = _run("verify-log", "--dir", str(built), anchor=False)
+    assert r.exit_code == 2 and "trust anchor" in r.output, r.output
+    # the forger's directory: their own genesis key, record re-signed and totals edited
+    d = copy_of(built, tmp_path / "forged")
+    evil = SigningKey(bytes([7]) * 32)
+    (d / "public" / "keys.jsonl").write_bytes(
+        sign_entry("keys", 0, keys_body([("operator", evil)]), evil).to_bytes() + b"\n")
+    rec = parse_canonical(_rec(d).read_bytes(), "r")
+    _rec(d).write_bytes(canon(sign_record(rec["record"], evil)) + b"\n")
+    args = ("verify-account", "--proof", str(_proof(d)), "--root", str(_rec(d)), "--keys",
+            str(d / "public" / "keys.jsonl"))
+    _expect_reject(_run(*args), "keys[0].source")
+    unsafe = _run(*args, "--no-trust-anchor")
+    assert unsafe.exit_code == 0 and "WARNING: no trust anchor" in unsafe.output, unsafe.output
+    # the record's own directory is never searched for keys
+    r = _run("verify-account", "--proof", str(_proof(d)), "--root", str(_rec(d)), "--trust",
+             ANCHOR["trust"])
+    assert r.exit_code == 2 and "--keys" in r.output, r.output
 
 
 def test_missing_file_is_a_usage_error(built: Path, tmp_path: Path) -> None:
@@ -199,3 +242,33 @@ def test_the_service_function_serves_exactly_the_published_proof(built: Path) ->
     assert p.public().to_binary() == _proof(built, ext="bin").read_bytes()
     r = _run("proof", "--epoch", "1", "--dir", str(built), "--account", "nobody")
     assert r.exit_code == 2
+
+
+def test_verify_solvency_from_published_files_and_its_refusals(built: Path,
+                                                              tmp_path: Path) -> None:
+    rec = _rec(built)
+    r = _run("verify-solvency", "--record", str(rec))
+    assert r.exit_code == 0 and "SOLVENT" in r.output and "stress" in r.output, r.output
+    # a reserves file with one more (unattested) address: its hash differs from the pinned one
+    d = copy_of(built, tmp_path / "c")
+    rp = d / "epochs" / "000001" / "reserves.json"
+    body = parse_canonical(rp.read_bytes(), "r")
+    body["snapshots"][0]["balances"][0]["amount"] = "999999"
+    rp.write_bytes(canon(body) + b"\n")
+    _expect_reject(_run("verify-solvency", "--record", str(_rec(d))), "reserves.hash")
+    # the operator (who holds its key) re-signs a record that overstates BTC reserves
+    keys = ProofStore(built).operator_keys()
+    signed = parse_canonical(rec.read_bytes(), "r")
+    row = signed["record"]["solvency"]["assets"][0]
+    row["reserves"] = str(int(row["reserves"]) * 10)
+    row["net"] = str(int(row["reserves"]) - int(row["liabilities"]))
+    f = tmp_path / "rec.json"
+    f.write_bytes(canon(sign_record(signed["record"], keys.operator)))
+    (tmp_path / "reserves.json").write_bytes((built / "epochs" / "000001" /
+                                              "reserves.json").read_bytes())
+    _expect_reject(_run("verify-solvency", "--record", str(f)), "solvency.BTC.reserves")
+    # a liability omitted from the verdict (liabilities below the tree's total cr:BTC)
+    signed = parse_canonical(rec.read_bytes(), "r")
+    signed["record"]["solvency"]["assets"][0]["liabilities"] = "0"
+    f.write_bytes(canon(sign_record(signed["record"], keys.operator)))
+    _expect_reject(_run("verify-solvency", "--record", str(f)), "solvency.BTC.liabilities")

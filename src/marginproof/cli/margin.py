@@ -13,7 +13,7 @@ from marginproof.cli.common import console, handle_errors, print_json
 from marginproof.config.limits import all_finite
 from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
-from marginproof.instruments.collateral import value_collateral
+from marginproof.instruments.equity import account_equity
 from marginproof.instruments.portfolio import CollateralPolicy
 from marginproof.io.formats import json_schemas, load_market, load_portfolio
 from marginproof.models.registry import available_models, get_model
@@ -81,10 +81,12 @@ def register(app: typer.Typer) -> None:
         if acct.collateral and r.currency == "USD" and "derive_im_signed" not in r.details:
             table = load_toml(haircuts or config_dir() / "collateral.toml")
             policy = CollateralPolicy({str(k): float(v) for k, v in table["haircuts"].items()})
-            cv = value_collateral(acct.collateral, mkt, policy)
-            out["collateral_value_usd"] = cv.total_usd
-            out["excess_over_initial_margin_usd"] = cv.total_usd - r.initial_margin
-            out["excess_over_maintenance_margin_usd"] = cv.total_usd - r.maintenance_margin
+            eq = account_equity(acct.collateral, acct.portfolio, mkt, policy)
+            out["collateral_value_usd"] = eq.collateral_usd
+            out["position_value_usd"] = eq.positions_usd
+            out["equity_usd"] = eq.total_usd
+            out["excess_over_initial_margin_usd"] = eq.total_usd - r.initial_margin
+            out["excess_over_maintenance_margin_usd"] = eq.total_usd - r.maintenance_margin
         bad = all_finite(out)
         if bad:  # never published, in a table or in JSON
             raise MarginproofError(f"{bad}: the result is not a finite number; nothing printed")
@@ -93,8 +95,9 @@ def register(app: typer.Typer) -> None:
         else:
             render_result(r)
             if "collateral_value_usd" in out:
-                console.print(f"collateral (after haircuts): {_fmt(out['collateral_value_usd'])}"
-                              f" USD; excess over IM: "
+                console.print(f"equity: {_fmt(out['equity_usd'])} USD = collateral after "
+                              f"haircuts {_fmt(out['collateral_value_usd'])} + spot and option "
+                              f"positions {_fmt(out['position_value_usd'])}; excess over IM: "
                               f"{_fmt(out['excess_over_initial_margin_usd'])} USD")
 
     @app.command()

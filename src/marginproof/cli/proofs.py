@@ -36,6 +36,7 @@ from marginproof.proofs.records import (
     signed_record_hash,
     verify_record,
 )
+from marginproof.proofs.reserves import reserves_hash, verify_reserves
 from marginproof.proofs.signing import key_id
 from marginproof.proofs.verify import summary, verify_account
 from marginproof.storage.proofstore import (
@@ -86,21 +87,55 @@ def evidence(fn: Callable[..., T], *args: Any) -> T:
         raise VerificationError("evidence.malformed", f"{type(exc).__name__}: {exc}") from None
 
 
-def _keys(record_path: Path | None, key: str | None, keys_file: Path | None,
-          trust: str | None) -> dict[str, bytes]:
+ANCHOR_HELP = ("no trust anchor: pin the venue's genesis operator key id with --trust KEYID (or "
+               "its public key with --key HEX), taken from a channel other than the files being "
+               "checked; keys found beside a record are never trusted on their own "
+               "(--no-trust-anchor skips this, and says so)")
+TrustOpt = Annotated[str | None, typer.Option(
+    "--trust", help="Trust anchor: the genesis operator key id (64 hex), published out of band")]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--key", help="Trust anchor: one operator public key (64 hex); no rotation")]
+KeysOpt = Annotated[Path | None, typer.Option(
+    "--keys", help="The venue's published keys.jsonl (key history, checked from --trust)")]
+NoAnchorOpt = Annotated[bool, typer.Option(
+    "--no-trust-anchor", help="Accept the keys in the checked files without an anchor (UNSAFE: "
+                              "whoever wrote the files chose the keys)")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trusted:
+    """Operator keys a verifier accepts, and how they were anchored."""
+
+    keys: dict[str, bytes]
+    anchored: bool
+
+
+def trusted_keys(key: str | None, keys_file: Path | None, trust: str | None,
+                 no_anchor: bool) -> Trusted:
+    """Operator keys from an explicit anchor; never from files found next to the evidence.
+
+    ``--key`` trusts exactly that key. ``--trust KEYID`` walks the published key history
+    (``--keys``) from a genesis entry that must be signed by KEYID. Without either, the command
+    refuses (exit 2) unless ``--no-trust-anchor`` is given.
+    """
     if key:
         raw = parse_hex(key, "--key", 32)
-        return {key_id(raw): raw}
-    if keys_file is None and record_path is not None:
-        for parent in record_path.resolve().parents:
-            cand = parent / "public" / "keys.jsonl"
-            if cand.exists():
-                keys_file = cand
-                break
+        return Trusted({key_id(raw): raw}, True)
+    if trust is not None:
+        parse_hex(trust, "--trust", 32)
+    elif not no_anchor:
+        raise InputError("--trust", ANCHOR_HELP)
     if keys_file is None:
-        raise InputError("--keys", "no trusted operator key: pass --key HEX or --keys keys.jsonl")
+        raise InputError("--keys", "need the published key history (--keys keys.jsonl, or --log/"
+                                   "--dir for the venue's published directory)")
     read_bytes(keys_file)
-    return evidence(published_keys, keys_file, trust)
+    return Trusted(evidence(published_keys, keys_file, trust), trust is not None)
+
+
+def _unanchored_note(t: Trusted) -> None:
+    if not t.anchored:
+        _say("  WARNING: no trust anchor (--no-trust-anchor): the operator keys are the ones in "
+             "the checked files, so a forger who wrote them all would pass")
 
 
 DEFAULT_WORKERS = max(1, min(2, os.cpu_count() or 1))
@@ -129,6 +164,7 @@ def register(app: typer.Typer) -> None:
         """
         store = ProofStore(out)
         keys = store.operator_keys(create=True)
+        anchor_file = store.root / "operator" / "genesis_key_id"
         writer = InputLogWriter(store, keys)
         entries = store.entries()
         example_flag = store.root / "input_log" / "EXAMPLE"
@@ -136,6 +172,8 @@ def register(app: typer.Typer) -> None:
             if fmt not in ("v1", "v2"):
                 raise InputError("--format", "must be v1 or v2")
             writer.append_genesis()
+            # the trust anchor verifiers pin (--trust): the operator publishes it out of band
+            anchor_file.write_text(keys.operator.key_id + "\n")
             writer.append_params(default_params(
                 model, depth_min=depth_min, privacy=privacy,
                 fmt=f"marginproof/proofs/{fmt}"))
@@ -149,7 +187,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--epoch", f"the input log has no cut for epoch {epoch}")
             if epoch != last + 1:
                 raise InputError("--epoch", f"next epoch of this log is {last + 1}")
-            from marginproof.demo.proofs import example_epoch
+            from marginproof.demo.proofs import example_epoch, example_reserves, liabilities_of
 
             n = int(example_flag.read_text().split("=")[1])
             ex = example_epoch(epoch, n)
@@ -157,7 +195,11 @@ def register(app: typer.Typer) -> None:
             writer.append_positions(ex.positions)
             scales = {"BTC": 8, "ETH": 9, "USDC": 6, "USDT": 6}
             writer.append_balances(ex.balances, scales)
-            writer.cut(epoch, ex.market.timestamp.isoformat().replace("+00:00", "Z"))
+            cut_ts = ex.market.timestamp.isoformat().replace("+00:00", "Z")
+            venue = str(entries[1].body["venue"])
+            writer.append_reserves(example_reserves(epoch, venue, cut_ts,
+                                                    liabilities_of(ex.balances, scales), scales))
+            writer.cut(epoch, cut_ts)
             entries = store.entries()
         recs = store.signed_records()
         prev = None
@@ -184,9 +226,11 @@ def register(app: typer.Typer) -> None:
                       f"{res.tree.depth}, fields {', '.join(res.params.fields)} ({t1 - t0:.1f} s)")
         _say(f"root {res.record['root']['hash']}")
         _say("totals (quote atoms, scale "
-                      f"{res.params.quote_scale}): coll {totals['coll']}, im {totals['im']}, "
-                      f"mm {totals['mm']}, short {totals['short']}")
+                      f"{res.params.quote_scale}): assets {totals['assets']}, liabs "
+                      f"{totals['liabs']}, im {totals['im']}, mm {totals['mm']}, short "
+                      f"{totals['short']}, stress {totals['stress']}")
         _say(f"record  {d / 'record.json'}")
+        _say(f"trust anchor (genesis key id, publish out of band): {keys.operator.key_id}")
         _say(f"epoch log size {sth['sth']['size']}, root {sth['sth']['root'][:16]}...")
         if write_proofs:
             _say(f"proofs  {d / 'proofs'} (JSON and binary per account)")
@@ -217,9 +261,10 @@ def register(app: typer.Typer) -> None:
         proof: Annotated[Path, typer.Option("--proof", help="Proof file (JSON or binary)")],
         root: Annotated[str, typer.Option(
             "--root", help="Signed record file (full check) or a 64-hex root hash")],
-        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
-        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
         epoch: Annotated[int | None, typer.Option(help="Epoch (needed with a bare root)")] = None,
         account_id: Annotated[str | None, typer.Option(help="Your account id")] = None,
         nonce: Annotated[str | None, typer.Option(help="Your nonce (hex)")] = None,
@@ -241,16 +286,21 @@ def register(app: typer.Typer) -> None:
         if is_hex and epoch is None:
             raise InputError("--epoch", "required with a bare root hash (the proof's epoch "
                                         "field is not covered by any hash)")
+        anchor: Trusted | None = None
         if not is_hex:
             read_bytes(rpath)
         try:
+            if not is_hex:
+                kfile = keys if keys is not None or log is None else ProofStore(log).keys_path
+                anchor = trusted_keys(key, kfile, trust, no_trust_anchor)
             p = evidence(load_proof_bytes, raw)
             if is_hex:
                 res = evidence(lambda: verify_account(
                     p, root_hash=bytes.fromhex(root), epoch=epoch, account_id=account_id,
                     nonce=nn, expected=expected))
             else:
-                trusted = _keys(rpath, key, keys, trust)
+                assert anchor is not None
+                trusted = anchor.keys
                 signed = evidence(parse_canonical, read_bytes(rpath), str(rpath))
                 rec = evidence(lambda: verify_record(signed, trusted))
                 res = evidence(lambda: verify_account(p, record=rec, account_id=account_id,
@@ -266,7 +316,8 @@ def register(app: typer.Typer) -> None:
             raise _reject(exc) from None
         if json_out:
             print_json({"valid": True, "epoch": res.epoch, "index": res.index,
-                        "values": res.values, "checks": list(res.checks)})
+                        "values": res.values, "checks": list(res.checks),
+                        "anchored": anchor is not None and anchor.anchored})
             return
         vals = ", ".join(f"{k}={v}" for k, v in res.values.items())
         _say(f"OK epoch {res.epoch} leaf {res.index}: {vals}", highlight=False)
@@ -274,6 +325,8 @@ def register(app: typer.Typer) -> None:
             _say(f"  checked: {c}")
         if is_hex:
             _say("  note: bare root hash: header and signature not checked")
+        elif anchor is not None:
+            _unanchored_note(anchor)
 
     @app.command("verify-log")
     @handle_errors
@@ -281,19 +334,20 @@ def register(app: typer.Typer) -> None:
         directory: DirOpt,
         known_sth: Annotated[list[Path] | None, typer.Option(
             help="Tree head you saw before (repeatable): must be consistent with the log")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
-        trust: Annotated[str | None, typer.Option(help="Pin the genesis key id")] = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        key: KeyOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
         input_log: Annotated[bool, typer.Option(
             help="Also audit the (private) input log against every record")] = False,
     ) -> None:
         """Audit the epoch log: signatures, hash chain, tree heads, consistency (exit 0/1)."""
         store = ProofStore(directory)
-        kfile = keys or store.keys_path
-        read_bytes(kfile)
         read_bytes(store.epoch_log_path)
         known_raw = [read_bytes(k) for k in known_sth or []]
         try:
-            trusted = evidence(published_keys, kfile, trust)
+            anchor = trusted_keys(key, keys or store.keys_path, trust, no_trust_anchor)
+            trusted = anchor.keys
             recs = evidence(store.signed_records)
             heads = evidence(store.sths)
             known = [evidence(parse_strict, b, "known_sth") for b in known_raw]
@@ -328,20 +382,24 @@ def register(app: typer.Typer) -> None:
                           "truncation)")
         if input_log:
             _say("  input log: signatures, sequence, per-epoch roots and input tree heads verified")
+        _unanchored_note(anchor)
 
     @app.command("verify-privacy")
     @handle_errors
     def verify_privacy_cmd(
         record: Annotated[Path, typer.Option("--record", help="Signed record file")],
         bundle: Annotated[Path, typer.Option("--bundle", help="privacy.bundle file")],
-        key: Annotated[str | None, typer.Option(help="Trusted operator public key (hex)")] = None,
-        keys: Annotated[Path | None, typer.Option(help="Published keys.jsonl")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
     ) -> None:
         """Public solvency check: commitment tree, root openings, every range proof."""
         data = read_bytes(bundle)
         raw = read_bytes(record)
         try:
-            trusted = _keys(record, key, keys, None)
+            anchor = trusted_keys(key, keys, trust, no_trust_anchor)
+            trusted = anchor.keys
             signed = evidence(parse_canonical, raw, str(record))
             rec = evidence(lambda: verify_record(signed, trusted))
             if rec.privacy is None:
@@ -349,14 +407,95 @@ def register(app: typer.Typer) -> None:
             sums = dict(zip(rec.fields, rec.root_sums, strict=True))
             t0 = time.perf_counter()
             out = evidence(verify_bundle, dict(rec.privacy), rec.hdr_hash, rec.depth,
-                           (sums["coll"], sums["mm"]), data, secrets.token_bytes(32))
+                           (sums["assets"], sums["liabs"], sums["mm"]), data,
+                           secrets.token_bytes(32))
             dt = time.perf_counter() - t0
         except VerificationError as exc:
             raise _reject(exc) from None
         _say(f"OK privacy bundle of epoch {rec.epoch}: {out['leaves']} leaves, "
                       f"{out['flagged']} flagged (shortfall), every range proof verifies "
                       f"({dt:.1f} s, batched)")
-        _say(f"  root commitments open to totals coll={sums['coll']} mm={sums['mm']}")
+        _say(f"  root commitments open to totals assets={sums['assets']} "
+             f"liabs={sums['liabs']} mm={sums['mm']}")
+        _unanchored_note(anchor)
+
+    @app.command("verify-solvency")
+    @handle_errors
+    def verify_solvency_cmd(
+        record: Annotated[Path, typer.Option("--record", help="Signed record file")],
+        reserves: Annotated[Path | None, typer.Option(
+            "--reserves", help="The epoch's published reserves.json (default: beside the "
+                               "record)")] = None,
+        key: KeyOpt = None,
+        keys: KeysOpt = None,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
+        custodian_key: Annotated[list[str] | None, typer.Option(
+            help="Custodian key id you trust (repeatable): every statement must be by one")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Public solvency check from published files: record, reserves, keys (exit 0 solvent,
+        1 rejected or insolvent, 2 usage)."""
+        raw = read_bytes(record)
+        rpath = reserves if reserves is not None else record.parent / "reserves.json"
+        try:
+            anchor = trusted_keys(key, keys, trust, no_trust_anchor)
+            signed = evidence(parse_canonical, raw, str(record))
+            rec = evidence(lambda: verify_record(signed, anchor.keys))
+            sv = signed["record"]["solvency"]
+            h = rec.header
+            res_out = None
+            if h["reserves_hash"] is not None:
+                body = evidence(parse_canonical, read_bytes(rpath), str(rpath))
+                if reserves_hash(body) != h["reserves_hash"]:
+                    raise VerificationError("reserves.hash", "reserves file differs from the one "
+                                                             "the record pins")
+                scales = {a["symbol"]: int(a["scale"]) for a in h["assets"]}
+                res_out = evidence(lambda: verify_reserves(
+                    body, venue=h["venue"], epoch=rec.epoch, cut_timestamp=h["cut_timestamp"],
+                    scales=scales, max_block_age_s=int(sv["max_block_age_s"])))
+                for row in sv["assets"]:
+                    if int(row["reserves"]) != res_out.amounts.get(row["asset"], 0):
+                        raise VerificationError(f"solvency.{row['asset']}.reserves",
+                                                "stated reserves differ from the attested sum")
+                if {k: str(v) for k, v in res_out.insurance_fund.items()} != sv["insurance_fund"]:
+                    raise VerificationError("solvency.insurance_fund", "differs from the file")
+                if list(res_out.custodians) != sv["custodian_keys"]:
+                    raise VerificationError("solvency.custodian_keys", "differ from the file")
+                if [{"chain": c, "height": str(hh), "hash": x} for c, hh, x in
+                        res_out.blocks] != sv["blocks"]:
+                    raise VerificationError("solvency.blocks", "differ from the file")
+                pins = set(custodian_key or [])
+                if pins and not set(res_out.custodians) <= pins:
+                    raise VerificationError("reserves.custodians", "a statement is signed by a "
+                                                                   "custodian key you do not trust")
+        except VerificationError as exc:
+            raise _reject(exc) from None
+        insolvent = [r["asset"] for r in sv["assets"] if r["verdict"] == "insolvent"]
+        if json_out:
+            print_json({"valid": True, "epoch": rec.epoch, "assets": sv["assets"],
+                        "stress": sv["stress"], "insolvent": insolvent,
+                        "anchored": anchor.anchored})
+        else:
+            _say(f"epoch {rec.epoch}: record signature, totals and solvency section verified")
+            for r in sv["assets"]:
+                _say(f"  {r['asset']:>5}: reserves {r['reserves']}, liabilities "
+                     f"{r['liabilities']}, net {r['net']} -> {r['verdict'].upper()}")
+            st = sv["stress"]
+            cov = st["covered_by_insurance_fund"]
+            _say(f"  stress ({st['scenario']}): aggregate shortfall {st['shortfall']} quote atoms"
+                 f", insurance fund {sv['insurance_fund_quote']} -> "
+                 f"{'covered' if cov else 'NOT covered' if cov is False else 'no fund stated'}")
+            if res_out is not None:
+                _say(f"  reserves: {res_out.addresses} signed addresses at blocks "
+                     + ", ".join(f"{c} {hh}" for c, hh, _ in res_out.blocks)
+                     + f"; {len(res_out.custodians)} custodian statement(s)"
+                     + ("" if custodian_key else " (custodian keys not pinned: "
+                        "--custodian-key)"))
+            _unanchored_note(anchor)
+        if insolvent:
+            err_console.print(f"INSOLVENT: reserves below liabilities for {', '.join(insolvent)}")
+            raise typer.Exit(EXIT_REJECT)
 
     @app.command()
     @handle_errors

@@ -69,7 +69,7 @@ def example_epoch(epoch: int, n_accounts: int = 200, seed: int = SEED) -> Exampl
             else:
                 name, q = "BTC_USDT", round(abs(float(rng.normal(0.0, 3.0))), 4)
             if q != 0.0:
-                pos[name] = pos.get(name, 0.0) + q
+                pos[name] = round(pos.get(name, 0.0) + q, 8)  # quantities at scale 8
         bal: dict[str, float] = {}
         notional = sum(abs(q) * (1.0 if n == "BTC-PERPETUAL" else
                                  market.index("ETH") if n.startswith("ETH") else s)
@@ -89,3 +89,97 @@ def example_epoch(epoch: int, n_accounts: int = 200, seed: int = SEED) -> Exampl
         positions[aid] = {n: q for n, q in pos.items() if q != 0.0}
         balances[aid] = {a: v for a, v in bal.items() if v != 0.0}
     return ExampleEpoch(market, positions, balances)
+
+
+# -- example reserves ---------------------------------------------------------------------------
+DEMO_KEY_LABEL = b"marginproof demo reserve key (public, for the example only)"
+CUSTODIAN_NAME = "Example Custody Ltd (demo)"
+INSURANCE_FUND = {"USDC": "2500000"}
+
+
+def demo_secret(i: int) -> bytes:
+    """Deterministic example key ``i`` (published in this file: demo data, never real funds)."""
+    import hashlib
+
+    return hashlib.sha256(DEMO_KEY_LABEL + i.to_bytes(4, "big")).digest()
+
+
+def example_reserves(epoch: int, venue: str, cut_timestamp: str,
+                     liabilities: dict[str, int], scales: dict[str, int],
+                     cover: float = 1.08) -> dict[str, object]:
+    """A complete, valid reserves body covering ``liabilities`` (asset atoms) by ``cover``.
+
+    BTC sits in one BIP-322 (P2WPKH) and one legacy-signed (P2PKH) address; ETH, USDT and part
+    of USDC at two EIP-191 addresses; the rest of USDC with a custodian's signed statement.
+    Blocks are example blocks 10 minutes before the cut (height and hash are made up: a real
+    venue takes them from its node).
+    """
+    import hashlib
+    from datetime import datetime, timedelta
+
+    from marginproof.proofs import attest
+    from marginproof.proofs.encoding import canon, decimal_string
+    from marginproof.proofs.reserves import attestation_message
+    from marginproof.proofs.signing import CTX_CUSTODIAN, SigningKey
+
+    t_cut = datetime.fromisoformat(cut_timestamp.replace("Z", "+00:00"))
+    ts = (t_cut - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+
+    def amt(asset: str, share: float) -> str:
+        from fractions import Fraction
+
+        atoms = int(liabilities.get(asset, 0) * cover * share) + 10**scales[asset]
+        return decimal_string(Fraction(atoms, 10**scales[asset]), scales[asset])
+
+    blocks = {c: (str(700_000 + 144 * epoch if c == "bitcoin" else 15_000_000 + 7_200 * epoch),
+                  hashlib.sha256(f"example {c} block {epoch}".encode()).hexdigest())
+              for c in ("bitcoin", "ethereum")}
+    btc1 = attest.p2wpkh_address(demo_secret(1))
+    btc2 = attest.p2pkh_address(demo_secret(2))
+    eth = [attest.sign_eip191(demo_secret(k), b"")[0] for k in (3, 4)]
+    snaps = [
+        {"chain": "bitcoin", "height": blocks["bitcoin"][0], "hash": blocks["bitcoin"][1],
+         "timestamp": ts, "balances": [
+             {"address": btc1, "asset": "BTC", "amount": amt("BTC", 0.7)},
+             {"address": btc2, "asset": "BTC", "amount": amt("BTC", 0.3)}]},
+        {"chain": "ethereum", "height": blocks["ethereum"][0], "hash": blocks["ethereum"][1],
+         "timestamp": ts, "balances": [
+             {"address": eth[0], "asset": "ETH", "amount": amt("ETH", 1.0)},
+             {"address": eth[0], "asset": "USDC", "amount": amt("USDC", 0.6)},
+             {"address": eth[1], "asset": "USDT", "amount": amt("USDT", 1.0)}]},
+    ]
+
+    def msg(chain: str, address: str) -> bytes:
+        h, hh = blocks[chain]
+        return attestation_message(venue, epoch, chain, int(h), hh, address)
+
+    atts = [
+        {"chain": "bitcoin", "address": btc1, "scheme": "bip322-simple",
+         "signature": attest.sign_bip322_simple(demo_secret(1), msg("bitcoin", btc1))},
+        {"chain": "bitcoin", "address": btc2, "scheme": "bitcoin-message",
+         "signature": attest.sign_bitcoin_message(demo_secret(2), msg("bitcoin", btc2))},
+    ] + [{"chain": "ethereum", "address": a, "scheme": "eip191",
+          "signature": attest.sign_eip191(demo_secret(k), msg("ethereum", a))[1]}
+         for k, a in zip((3, 4), eth, strict=True)]
+    cust = SigningKey(demo_secret(5))
+    statement = {"custodian": CUSTODIAN_NAME, "venue": venue, "epoch": str(epoch), "as_of": ts,
+                 "balances": {"USDC": amt("USDC", 0.4)}}
+    custodians = [{"statement": statement, "public_key": cust.public_raw.hex(),
+                   "sig": cust.sign(CTX_CUSTODIAN, canon(statement)).hex()}]
+    return {"venue": venue, "epoch": str(epoch), "snapshots": snaps, "attestations": atts,
+            "custodians": custodians, "insurance_fund": dict(INSURANCE_FUND)}
+
+
+def liabilities_of(balances: dict[str, dict[str, float]], scales: dict[str, int]
+                   ) -> dict[str, int]:
+    """Total credits (what the venue owes) per asset, atoms (rounded up)."""
+    import math
+    from decimal import Decimal
+    from fractions import Fraction
+
+    out = dict.fromkeys(scales, 0)
+    for bal in balances.values():
+        for a, v in bal.items():
+            if v > 0:
+                out[a] += math.ceil(Fraction(Decimal(repr(float(v)))) * 10**scales[a])
+    return out

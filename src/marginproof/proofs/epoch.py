@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from marginproof.errors import InputError
-from marginproof.proofs.encoding import canon, sha256
+from marginproof.proofs.encoding import canon, floor_atoms, sha256
 from marginproof.proofs.errors import VerificationError
 from marginproof.proofs.inclusion import InclusionProof
 from marginproof.proofs.inputlog import LogEntry, find_cut, log_root, replay_entries
@@ -27,6 +28,8 @@ from marginproof.proofs.leaves import (
     market_from_body,
     market_hash,
     parse_params,
+    stress_deficits,
+    stress_prices,
 )
 from marginproof.proofs.privacy import (
     Mapper,
@@ -36,17 +39,26 @@ from marginproof.proofs.privacy import (
     serial_map,
 )
 from marginproof.proofs.records import header_hash, parse_record, verify_record
+from marginproof.proofs.reserves import Reserves, solvency_section, verify_reserves
 from marginproof.proofs.sumtree import (
     Hasher,
     SumTree,
     arrange_leaves,
     build_sum_tree,
+    checked_values,
     depth_for,
     hash_rows,
 )
 from marginproof.proofs.tags import account_nonce, pad_secret, pad_tag, tag_chunk
 
-ENGINE_VERSION = "marginproof-proofs/2"
+ENGINE_VERSION = "marginproof-proofs/3"
+PREFIX_MC_SEED = b"\x1c"
+
+
+def mc_seed(recalibration_leaf: bytes) -> int:
+    """Monte Carlo seed of the committed path: ``SHA-256(0x1c || leaf hash)`` of the logged
+    recalibration entry, first 8 bytes (never the parameter file's own seed)."""
+    return int.from_bytes(sha256(PREFIX_MC_SEED, recalibration_leaf)[:8], "big")
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class EpochResult:
     account_ids: tuple[str, ...]
     leaf_index: Mapping[str, int]
     privacy: PrivacyTree | None
+    reserves: Reserves | None = None
 
     @property
     def record_bytes(self) -> bytes:
@@ -119,14 +132,22 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
     if st.params is None or st.market is None:
         raise InputError("input_log", f"epoch {epoch} has no params or market entry before its cut")
     params = parse_params(st.params)
-    market = market_from_body(st.market)
+    market = market_from_body(st.market, params.price_scale)
     prices = asset_prices(params, st.market)
-    model = params.model()
+    model = params.model(None if st.recalibration is None else mc_seed(st.recalibration[1]))
     accounts = account_inputs(st.positions, st.balances, params)
     if not accounts:
         raise InputError("input_log", f"epoch {epoch} has no accounts")
-    values = np.array([account_values(a, params, model, market, prices) for a in accounts],
-                      dtype=np.uint64).reshape(len(accounts), len(params.fields))
+    worst, stress_totals, deficits = stress_deficits(accounts, params, market, prices)
+    values = np.array([account_values(a, params, model, market, prices, d)
+                       for a, d in zip(accounts, deficits, strict=True)],
+                      dtype=object).reshape(len(accounts), len(params.fields))
+    reserves: Reserves | None = None
+    if st.reserves is not None:
+        reserves = verify_reserves(st.reserves, venue=params.venue, epoch=epoch,
+                                   cut_timestamp=cut.timestamp,
+                                   scales={a.symbol: a.scale for a in params.assets},
+                                   max_block_age_s=params.max_block_age_s)
     ids = [a.account_id for a in accounts]
     real_tags = np.frombuffer(tag_all(ep_secret, ids, mapper), dtype=np.uint8).reshape(-1, 32)
     depth = depth_for(len(ids), params.depth_min)
@@ -134,7 +155,8 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
     n_pad = (1 << depth) - len(ids)
     pads = np.frombuffer(b"".join(pad_tag(ps, j) for j in range(n_pad)),
                          dtype=np.uint8).reshape(-1, 32)
-    tags, vals, position = arrange_leaves(real_tags, values, pads)
+    tags, vals, position = arrange_leaves(
+        real_tags, checked_values(values, "accounts"), pads)
     header = {
         "spec": params.fmt.spec,
         "epoch": str(epoch),
@@ -152,22 +174,42 @@ def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
                   "version": str(params.model_params.get("meta", {}).get("version", ""))},
         "engine": {"version": engine.version, "lock_hash": engine.lock_hash},
         "prev_record_hash": prev_record_hash,
+        "recalibration": None if st.recalibration is None else {
+            "seq": str(st.recalibration[0]), "leaf_hash": st.recalibration[1].hex()},
+        "stress": {"scenarios": [x.name for x in params.stress],
+                   "worst": params.stress[worst].name},
+        "reserves_hash": None if reserves is None else reserves.hash,
     }
     hdr = header_hash(header)
     tree = build_sum_tree(params.fmt, hdr, tags, vals, hasher)
+    totals = dict(zip(params.fields, tree.root_sums, strict=True))
+    fund_quote = None
+    if reserves is not None:
+        spx = stress_prices(params, prices, params.stress[worst])
+        scales = {a.symbol: a.scale for a in params.assets}
+        fund_quote = floor_atoms(sum((Fraction(v, 10**scales[k]) * spx[k]
+                                      for k, v in reserves.insurance_fund.items()), Fraction(0)),
+                                 params.quote_scale)
+    stress_line = {"scenario": params.stress[worst].name, "shortfall": str(totals["stress"]),
+                   "by_scenario": [str(t) for t in stress_totals],
+                   "covered_by_insurance_fund": None if fund_quote is None
+                   else fund_quote >= totals["stress"]}
     record: dict[str, Any] = {
         "header": header,
         "root": {"hash": tree.root_hash.hex(), "sums": [str(s) for s in tree.root_sums]},
-        "totals": {f: str(s) for f, s in zip(params.fields, tree.root_sums, strict=True)},
+        "totals": {f: str(s) for f, s in totals.items()},
+        "solvency": solvency_section(reserves, [a.symbol for a in params.assets]
+                                     if params.liabilities else [], totals, fund_quote,
+                                     stress_line, params.max_block_age_s),
     }
     privacy = None
     if params.privacy:
         privacy = build_privacy(ep_secret, hdr, [t.tobytes() for t in tags],
-                                [int(v) for v in vals[:, 0]], [int(v) for v in vals[:, 2]],
-                                params.range_base, mapper)
+                                [int(v) for v in vals[:, 0]], [int(v) for v in vals[:, 1]],
+                                [int(v) for v in vals[:, 3]], params.range_base, mapper)
         record["privacy"] = privacy.record_section()
     return EpochResult(params, header, hdr, record, tree, tuple(ids),
-                       {a: int(position[i]) for i, a in enumerate(ids)}, privacy)
+                       {a: int(position[i]) for i, a in enumerate(ids)}, privacy, reserves)
 
 
 @dataclass(frozen=True)

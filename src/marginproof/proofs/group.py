@@ -12,11 +12,14 @@ by every verifier itself: nobody knows a discrete-log relation between them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
+import sys
+import threading
 from collections.abc import Iterable, Sequence
-
-import rbcl
+from types import ModuleType
 
 from marginproof.errors import InputError
 from marginproof.proofs.errors import VerificationError
@@ -25,6 +28,32 @@ L = 2**252 + 27742317777372353535851937790883648493
 IDENTITY = bytes(32)
 _LABEL_H = b"marginproof/v1/pedersen/H"
 _LABEL_G = b"marginproof/v1/pedersen/G"
+
+
+_LOAD_LOCK = threading.Lock()
+_RBCL: ModuleType | None = None
+
+
+def sodium() -> ModuleType:
+    """The ``rbcl`` module, imported on first use (only proofs that touch the group need it).
+
+    ``rbcl`` writes its bundled libsodium (2.7 MB) to a new file in the temp directory at import
+    and ``dlopen``s it, leaving the file behind. Once loaded, the mapping no longer needs the
+    file, so it is unlinked at once: a process leaves nothing in the temp directory, and one that
+    never builds or checks a privacy proof never writes the copy at all.
+    """
+    global _RBCL
+    if _RBCL is None:
+        with _LOAD_LOCK:
+            if _RBCL is None:
+                import rbcl
+
+                path = getattr(sys.modules.get("rbcl._sodium"), "lib_path", None)
+                if isinstance(path, str):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                _RBCL = rbcl
+    return _RBCL
 
 
 def sc(x: int) -> bytes:
@@ -50,7 +79,11 @@ def parse_point(b: bytes, code: str, *, allow_identity: bool = False) -> bytes:
         if allow_identity:
             return b
         raise VerificationError(code, "identity point is not allowed here")
-    if not rbcl.crypto_core_ristretto255_is_valid_point(b):
+    if b[31] & 0x80:
+        # RFC 9496 4.3.1: a canonical encoding is a field element < p, so bit 255 is 0;
+        # libsodium ignores that bit and would decode the encoding as the canonical point
+        raise VerificationError(code, "non-canonical ristretto255 encoding (top bit set)")
+    if not sodium().crypto_core_ristretto255_is_valid_point(b):
         raise VerificationError(code, "not a canonical ristretto255 point")
     return b
 
@@ -60,7 +93,7 @@ def mul(s: int, p: bytes) -> bytes:
     s %= L
     if s == 0 or p == IDENTITY:
         return IDENTITY
-    return bytes(rbcl.crypto_scalarmult_ristretto255_allow_scalar_zero(sc(s), p))
+    return bytes(sodium().crypto_scalarmult_ristretto255_allow_scalar_zero(sc(s), p))
 
 
 def base_mul(s: int) -> bytes:
@@ -68,7 +101,7 @@ def base_mul(s: int) -> bytes:
     s %= L
     if s == 0:
         return IDENTITY
-    return bytes(rbcl.crypto_scalarmult_ristretto255_base(sc(s)))
+    return bytes(sodium().crypto_scalarmult_ristretto255_base(sc(s)))
 
 
 def add(p: bytes, q: bytes) -> bytes:
@@ -77,14 +110,14 @@ def add(p: bytes, q: bytes) -> bytes:
         return q
     if q == IDENTITY:
         return p
-    return bytes(rbcl.crypto_core_ristretto255_add(p, q))
+    return bytes(sodium().crypto_core_ristretto255_add(p, q))
 
 
 def sub(p: bytes, q: bytes) -> bytes:
     """Point subtraction (identity-safe)."""
     if q == IDENTITY:
         return p
-    return bytes(rbcl.crypto_core_ristretto255_sub(p, q))
+    return bytes(sodium().crypto_core_ristretto255_sub(p, q))
 
 
 def neg(p: bytes) -> bytes:
@@ -110,7 +143,7 @@ def multi_mul(scalars: Sequence[int], points: Sequence[bytes]) -> bytes:
 
 def hash_to_point(label: bytes) -> bytes:
     """``from_hash(SHA-512(label))``: a point with unknown discrete log."""
-    return bytes(rbcl.crypto_core_ristretto255_from_hash(hashlib.sha512(label).digest()))
+    return bytes(sodium().crypto_core_ristretto255_from_hash(hashlib.sha512(label).digest()))
 
 
 @functools.cache

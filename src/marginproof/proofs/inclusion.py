@@ -192,8 +192,10 @@ def proof_from_json_obj(obj: Any) -> InclusionProof:
         raise InputError(f"{where}.account_id", "must be a string")
     nonce = parse_hex32(obj["nonce"], f"{where}.nonce") if "nonce" in obj else None
     privacy = obj.get("privacy")
-    if privacy is not None and not isinstance(privacy, dict):
-        raise InputError(f"{where}.privacy", "must be an object")
+    if privacy is not None:
+        from marginproof.proofs.privacy import parse_private_section
+
+        parse_private_section(privacy, depth)  # exact keys and canonical encodings, every level
     return InclusionProof(fmt, epoch, hdr_hash, depth, index, tag, values, tuple(path),
                           account_id, nonce, privacy)
 

@@ -16,6 +16,10 @@ Entry (canonical JSON, one per line in the file store)::
 * ``positions`` ``{"accounts": [{"account", "positions": [{"instrument", "quantity"}]}]}``: each
   listed account's positions are *replaced*;
 * ``balances`` ``{"accounts": [{"account", "balances": {asset: signed decimal}}]}``: replaced too;
+* ``recalibration`` ``{"model", "reason"}``: a model recalibration; the Monte Carlo scenarios
+  of the committed path are seeded from the last one before the cut (its leaf hash), and the
+  epoch header pins it (``recalibration {seq, leaf_hash}``);
+* ``reserves`` the epoch's attested reserves (:mod:`marginproof.proofs.reserves`);
 * ``cut``      ``{"epoch": "<n>", "timestamp"}`` closes epoch n; its inputs are entries
   ``[0, seq + 1)``. Epochs start at 1 and increase by one.
 
@@ -43,7 +47,8 @@ from marginproof.proofs.signing import (
     verify_signature,
 )
 
-KINDS = ("market", "positions", "balances", "params", "keys", "cut")
+KINDS = ("market", "positions", "balances", "params", "keys", "cut", "recalibration",
+         "reserves")
 ROLES = ("operator", "source")
 
 
@@ -147,6 +152,8 @@ class LogState:
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)
     cuts: list[Cut] = field(default_factory=list)
     key_history: list[dict[str, tuple[str, bytes]]] = field(default_factory=list)
+    recalibration: tuple[int, bytes] | None = None  # (seq, RFC 6962 leaf hash) of the last one
+    reserves: Mapping[str, Any] | None = None
 
     def operator_keys(self) -> dict[str, bytes]:
         return {k: raw for k, (role, raw) in self.keys.items() if role == "operator"}
@@ -156,11 +163,16 @@ def _accounts_list(body: Mapping[str, Any], where: str, item: str) -> list[dict[
     accts = body.get("accounts")
     if set(body) != {"accounts"} or not isinstance(accts, list):
         raise InputError(f"{where}.body", "needs exactly an 'accounts' list")
+    seen: set[str] = set()
     for i, a in enumerate(accts):
         if not isinstance(a, dict) or set(a) != {"account", item}:
             raise InputError(f"{where}.body.accounts[{i}]", f"must be {{account, {item}}}")
         if not isinstance(a["account"], str) or not a["account"]:
             raise InputError(f"{where}.body.accounts[{i}].account", "must be a non-empty string")
+        if a["account"] in seen:  # never "last wins": one entry states each account once
+            raise InputError(f"{where}.body.accounts[{i}].account",
+                             f"account {a['account']!r} appears twice in one entry")
+        seen.add(a["account"])
     return accts
 
 
@@ -207,6 +219,13 @@ def replay_entries(entries: Sequence[LogEntry], *, trusted_operator: str | None 
             st.params = e.body
         elif e.kind == "market":
             st.market = e.body
+        elif e.kind == "recalibration":
+            if set(e.body) != {"model", "reason"} or not all(
+                    isinstance(e.body[k], str) for k in ("model", "reason")):
+                raise InputError(f"{where}.body", "recalibration needs exactly model and reason")
+            st.recalibration = (i, e.leaf_hash)
+        elif e.kind == "reserves":
+            st.reserves = e.body
         elif e.kind == "positions":
             for a in _accounts_list(e.body, where, "positions"):
                 if not isinstance(a["positions"], list):

@@ -79,6 +79,8 @@ def verify_inclusion(index: int, tree_size: int, leaf: bytes, path: Sequence[byt
     """RFC 9162 2.1.3.2; raises :class:`VerificationError` (code ``log.inclusion``)."""
     if not 0 <= index < tree_size:
         raise VerificationError("log.inclusion", f"index {index} outside tree size {tree_size}")
+    if len(leaf) != 32 or len(root) != 32 or any(len(p) != 32 for p in path):
+        raise VerificationError("log.inclusion", "leaf, root and path nodes are 32-byte hashes")
     fn, sn, r = index, tree_size - 1, leaf
     for p in path:
         if sn == 0:
@@ -103,14 +105,25 @@ def verify_consistency(first_size: int, second_size: int, first_root: bytes,
                        second_root: bytes, proof: Sequence[bytes]) -> None:
     """RFC 9162 2.1.4.2; raises :class:`VerificationError` (code ``log.consistency``).
 
-    ``first_size == second_size`` requires equal roots and an empty proof; size 0 is consistent
-    with anything. A decreasing size is a truncation and fails.
+    Every edge is strict: ``first_size == second_size`` requires equal roots and an empty proof;
+    the empty tree (size 0, root ``SHA-256("")``) is a prefix of every tree and admits only an
+    empty proof; every proof node is 32 bytes; a decreasing size is a truncation and fails.
     """
     code = "log.consistency"
+    if first_size < 0 or second_size < 0:
+        raise VerificationError(code, "negative tree size")
     if second_size < first_size:
         raise VerificationError(code, f"tree shrank from {first_size} to {second_size}")
+    if any(len(p) != 32 for p in proof):
+        raise VerificationError(code, "every proof node must be a 32-byte hash")
+    if len(first_root) != 32 or len(second_root) != 32:
+        raise VerificationError(code, "roots must be 32-byte hashes")
     if first_size == 0:
         if first_root != EMPTY_ROOT:
+            raise VerificationError(code, "empty tree head with a non-empty root")
+        if proof:
+            raise VerificationError(code, "the empty tree admits only an empty proof")
+        if second_size == 0 and second_root != EMPTY_ROOT:
             raise VerificationError(code, "empty tree head with a non-empty root")
         return
     if first_size == second_size:

@@ -31,7 +31,8 @@ from marginproof.proofs.sumtree import MAX_DEPTH, TreeFormat, format_for_spec
 
 HEADER_KEYS = {"spec", "epoch", "venue", "quote", "assets", "fields", "depth", "input_log",
                "params_hash", "market_hash", "market_timestamp", "cut_timestamp", "model",
-               "engine", "prev_record_hash"}
+               "engine", "prev_record_hash", "recalibration", "stress", "reserves_hash"}
+BASE_FIELDS = ["assets", "liabs", "im", "mm", "short", "stress"]
 
 
 def header_hash(header: Mapping[str, Any]) -> bytes:
@@ -75,9 +76,9 @@ def parse_record(signed: Any, where: str = "record") -> RecordView:
     if not isinstance(signed, dict) or set(signed) != {"record", "sig", "key_id"}:
         raise InputError(where, "must be {record, sig, key_id}")
     rec = signed["record"]
-    if not isinstance(rec, dict) or not {"header", "root", "totals"} <= set(rec) or not set(
-            rec) <= {"header", "root", "totals", "privacy"}:
-        raise InputError(f"{where}.record", "must be {header, root, totals[, privacy]}")
+    if not isinstance(rec, dict) or not {"header", "root", "totals", "solvency"} <= set(
+            rec) or not set(rec) <= {"header", "root", "totals", "solvency", "privacy"}:
+        raise InputError(f"{where}.record", "must be {header, root, totals, solvency[, privacy]}")
     h = rec["header"]
     if not isinstance(h, dict) or set(h) != HEADER_KEYS:
         raise InputError(f"{where}.record.header", f"must have exactly {sorted(HEADER_KEYS)}")
@@ -87,9 +88,9 @@ def parse_record(signed: Any, where: str = "record") -> RecordView:
     fields = h["fields"]
     if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
         raise InputError(f"{where}.record.header.fields", "must be a non-empty list of names")
-    if len(set(fields)) != len(fields) or fields[:4] != ["coll", "im", "mm", "short"]:
+    if len(set(fields)) != len(fields) or fields[:len(BASE_FIELDS)] != BASE_FIELDS:
         raise InputError(f"{where}.record.header.fields",
-                         "must start with coll, im, mm, short and be unique")
+                         f"must start with {', '.join(BASE_FIELDS)} and be unique")
     root = rec["root"]
     if not isinstance(root, dict) or set(root) != {"hash", "sums"}:
         raise InputError(f"{where}.record.root", "must be {hash, sums}")
@@ -106,6 +107,7 @@ def parse_record(signed: Any, where: str = "record") -> RecordView:
     if prev is not None:
         parse_hex32(prev, f"{where}.record.header.prev_record_hash")
     _check_header_shapes(h, f"{where}.record.header")
+    _check_solvency_shape(rec["solvency"], h, f"{where}.record.solvency")
     privacy = rec.get("privacy")
     if privacy is not None:
         _check_privacy_shape(privacy, f"{where}.record.privacy")
@@ -140,6 +142,131 @@ def _check_header_shapes(h: Mapping[str, Any], where: str) -> None:
     _obj(h["model"], {"name", "params_hash", "version"}, f"{where}.model")
     eng = _obj(h["engine"], {"version", "lock_hash"}, f"{where}.engine")
     parse_hex32(eng["lock_hash"], f"{where}.engine.lock_hash")
+    if h["recalibration"] is not None:
+        rc = _obj(h["recalibration"], {"seq", "leaf_hash"}, f"{where}.recalibration")
+        parse_uint(rc["seq"], f"{where}.recalibration.seq")
+        parse_hex32(rc["leaf_hash"], f"{where}.recalibration.leaf_hash")
+    stv = h["stress"]
+    if not isinstance(stv, dict) or set(stv) != {"scenarios", "worst"} or not isinstance(
+            stv["scenarios"], list) or not stv["scenarios"] or not all(
+            isinstance(x, str) for x in stv["scenarios"]) or stv["worst"] not in stv["scenarios"]:
+        raise InputError(f"{where}.stress", "must be {scenarios: [names], worst: one of them}")
+    if h["reserves_hash"] is not None:
+        parse_hex32(h["reserves_hash"], f"{where}.reserves_hash")
+
+
+def _opt_uint(v: Any, where: str) -> int | None:
+    return None if v is None else parse_uint(v, where, max_value=2**128 - 1)
+
+
+def _check_solvency_shape(sv: Any, h: Mapping[str, Any], where: str) -> None:
+    """Exact keys at every level of the ``solvency`` section (no unknown field passes)."""
+    attested = h["reserves_hash"] is not None
+    keys = {"assets", "stress", "insurance_fund_quote", "max_block_age_s"} | (
+        {"reserves_hash", "custodian_keys", "blocks", "insurance_fund"} if attested else set())
+    if not isinstance(sv, dict) or set(sv) != keys:
+        raise InputError(where, f"must be an object with exactly {sorted(keys)}")
+    if not isinstance(sv["assets"], list):
+        raise InputError(f"{where}.assets", "must be a list")
+    for i, row in enumerate(sv["assets"]):
+        p = f"{where}.assets[{i}]"
+        if not isinstance(row, dict) or set(row) != {"asset", "liabilities", "receivables",
+                                                     "reserves", "net", "verdict"}:
+            raise InputError(p, "must be {asset, liabilities, receivables, reserves, net, "
+                                "verdict}")
+        parse_uint(row["liabilities"], f"{p}.liabilities", max_value=2**128 - 1)
+        parse_uint(row["receivables"], f"{p}.receivables", max_value=2**128 - 1)
+        _opt_uint(row["reserves"], f"{p}.reserves")
+        if row["net"] is not None and (not isinstance(row["net"], str) or not row["net"].lstrip(
+                "-").isdigit()):
+            raise InputError(f"{p}.net", "must be a signed integer string or null")
+        if row["verdict"] not in ("solvent", "insolvent", "not-attested"):
+            raise InputError(f"{p}.verdict", "must be solvent, insolvent or not-attested")
+    st = sv["stress"]
+    if not isinstance(st, dict) or set(st) != {"scenario", "shortfall", "by_scenario",
+                                               "covered_by_insurance_fund"}:
+        raise InputError(f"{where}.stress", "must be {scenario, shortfall, by_scenario, "
+                                            "covered_by_insurance_fund}")
+    parse_uint(st["shortfall"], f"{where}.stress.shortfall", max_value=2**128 - 1)
+    if not isinstance(st["by_scenario"], list):
+        raise InputError(f"{where}.stress.by_scenario", "must be a list")
+    for j, x in enumerate(st["by_scenario"]):
+        parse_uint(x, f"{where}.stress.by_scenario[{j}]", max_value=2**128 - 1)
+    if st["covered_by_insurance_fund"] not in (None, True, False):
+        raise InputError(f"{where}.stress.covered_by_insurance_fund", "must be a boolean or null")
+    _opt_uint(sv["insurance_fund_quote"], f"{where}.insurance_fund_quote")
+    parse_uint(sv["max_block_age_s"], f"{where}.max_block_age_s")
+    if attested:
+        parse_hex32(sv["reserves_hash"], f"{where}.reserves_hash")
+        if not isinstance(sv["custodian_keys"], list):
+            raise InputError(f"{where}.custodian_keys", "must be a list")
+        for j, k in enumerate(sv["custodian_keys"]):
+            parse_hex32(k, f"{where}.custodian_keys[{j}]")
+        if not isinstance(sv["blocks"], list):
+            raise InputError(f"{where}.blocks", "must be a list")
+        for j, b in enumerate(sv["blocks"]):
+            bb = _obj(b, {"chain", "height", "hash"}, f"{where}.blocks[{j}]")
+            parse_uint(bb["height"], f"{where}.blocks[{j}].height")
+            parse_hex32(bb["hash"], f"{where}.blocks[{j}].hash")
+        if not isinstance(sv["insurance_fund"], dict):
+            raise InputError(f"{where}.insurance_fund", "must be an object")
+        for k, v in sv["insurance_fund"].items():
+            parse_uint(v, f"{where}.insurance_fund.{k}", max_value=2**128 - 1)
+
+
+def check_solvency(view: RecordView, where: str = "record") -> None:
+    """The solvency section agrees with the tree's totals: per asset, liabilities = total
+    ``cr``, receivables = total ``db``, ``net = reserves - liabilities`` and the verdict follows;
+    the stress shortfall is the total ``stress`` field and its coverage follows from the fund.
+    """
+    sv = view.signed["record"]["solvency"]
+    totals = dict(zip(view.fields, view.root_sums, strict=True))
+    assets = [a["symbol"] for a in view.header["assets"]]
+    want_assets = assets if any(f.startswith("cr:") for f in view.fields) else []
+    if [r["asset"] for r in sv["assets"]] != want_assets:
+        raise VerificationError(f"{where}.solvency.assets", "assets differ from the header's")
+    attested = view.header["reserves_hash"] is not None
+    for r in sv["assets"]:
+        a = r["asset"]
+        p = f"{where}.solvency.{a}"
+        if int(r["liabilities"]) != totals[f"cr:{a}"]:
+            raise VerificationError(f"{p}.liabilities", "liabilities differ from the tree's "
+                                                        f"total cr:{a}")
+        if int(r["receivables"]) != totals[f"db:{a}"]:
+            raise VerificationError(f"{p}.receivables", f"differ from the tree's total db:{a}")
+        if not attested:
+            if r["reserves"] is not None or r["net"] is not None or r["verdict"] != \
+                    "not-attested":
+                raise VerificationError(f"{p}.verdict", "reserves stated without attestation")
+            continue
+        if r["reserves"] is None or r["net"] is None:
+            raise VerificationError(f"{p}.reserves", "attested record without reserves")
+        res, liab = int(r["reserves"]), int(r["liabilities"])
+        if int(r["net"]) != res - liab:
+            raise VerificationError(f"{p}.net", "net is not reserves - liabilities")
+        if r["verdict"] != ("solvent" if res >= liab else "insolvent"):
+            raise VerificationError(f"{p}.verdict", f"verdict {r['verdict']} does not follow "
+                                                    f"from reserves {res} vs liabilities {liab}")
+    if attested and sv["reserves_hash"] != view.header["reserves_hash"]:
+        raise VerificationError(f"{where}.solvency.reserves_hash", "differs from the header's")
+    st = sv["stress"]
+    if st["scenario"] != view.header["stress"]["worst"]:
+        raise VerificationError(f"{where}.solvency.stress.scenario", "not the header's worst")
+    if int(st["shortfall"]) != totals["stress"]:
+        raise VerificationError(f"{where}.solvency.stress.shortfall",
+                                "differs from the tree's total stress field")
+    by = [int(x) for x in st["by_scenario"]]
+    names = view.header["stress"]["scenarios"]
+    if len(by) != len(names) or by[names.index(st["scenario"])] != totals["stress"] or \
+            max(by) != totals["stress"]:
+        raise VerificationError(f"{where}.solvency.stress.by_scenario",
+                                "the named scenario is not the worst one")
+    fund = sv["insurance_fund_quote"]
+    cov = st["covered_by_insurance_fund"]
+    if (fund is None) != (cov is None) or (fund is not None and cov != (int(fund) >=
+                                                                        totals["stress"])):
+        raise VerificationError(f"{where}.solvency.stress.covered_by_insurance_fund",
+                                "coverage does not follow from the insurance fund")
 
 
 def _check_privacy_shape(p: Any, where: str) -> None:
@@ -147,14 +274,14 @@ def _check_privacy_shape(p: Any, where: str) -> None:
             "bundle_hash"}
     if not isinstance(p, dict) or set(p) != keys:
         raise InputError(where, f"must be an object with exactly {sorted(keys)}")
-    if p["fields"] != ["coll", "mm"] or p["scheme"] != "mp-pedersen/v1":
+    if p["fields"] != ["assets", "liabs", "mm"] or p["scheme"] != "mp-pedersen/v2":
         raise InputError(where, "unsupported privacy scheme or fields")
     parse_uint(p["range_base"], f"{where}.range_base", max_value=16)
     parse_hex32(p["root"], f"{where}.root")
     parse_hex32(p["bundle_hash"], f"{where}.bundle_hash")
     for k in ("root_commitments", "blind_totals"):
-        if not isinstance(p[k], list) or len(p[k]) != 2:
-            raise InputError(f"{where}.{k}", "must list two values")
+        if not isinstance(p[k], list) or len(p[k]) != 3:
+            raise InputError(f"{where}.{k}", "must list three values")
         for i, x in enumerate(p[k]):
             parse_hex32(x, f"{where}.{k}[{i}]")
 
@@ -173,6 +300,7 @@ def verify_record(signed: Any, operator_keys: Mapping[str, bytes],
     expect = {f: str(s) for f, s in zip(view.fields, view.root_sums, strict=True)}
     if totals != expect:
         raise VerificationError(f"{where}.totals", "published totals differ from the root sums")
+    check_solvency(view, where)
     return view
 
 

@@ -20,7 +20,8 @@ from marginproof.proofs.errors import VerificationError
 CTX_LOG_ENTRY = b"marginproof/v1/log-entry"
 CTX_STH = b"marginproof/v1/sth"
 CTX_EPOCH_RECORD = b"marginproof/v1/epoch-record"
-CONTEXTS = (CTX_LOG_ENTRY, CTX_STH, CTX_EPOCH_RECORD)
+CTX_CUSTODIAN = b"marginproof/v1/custodian"
+CONTEXTS = (CTX_LOG_ENTRY, CTX_STH, CTX_EPOCH_RECORD, CTX_CUSTODIAN)
 
 
 def signing_input(context: bytes, message: bytes) -> bytes:

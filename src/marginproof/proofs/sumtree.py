@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -233,8 +234,41 @@ def leaf_preimages(hdr_hash: bytes, tags: NDArray[np.uint8], values: NDArray[np.
     return rows
 
 
+def checked_values(values: Any, field: str = "values") -> NDArray[np.uint64]:
+    """``values`` as ``uint64`` after checking every entry is an integer in ``[0, 2^64)``.
+
+    The check comes *before* any cast: numpy would turn an ``int64`` of ``-10**8`` into
+    ``2**64 - 10**8`` and a float into its truncation, silently. Refused: non-integer dtypes
+    (floats, booleans, strings), Python objects that are not ``int`` (``True`` included), and
+    anything outside the range. The error names the first bad entry, ``values[i][j]``.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 2:
+        raise InputError(field, f"must be a 2-D array (accounts x fields), got {arr.ndim}-D")
+    kind = arr.dtype.kind
+    if kind == "u":
+        return np.ascontiguousarray(arr, dtype=np.uint64)
+    if kind == "i":
+        bad = np.argwhere(arr < 0)
+        if bad.size:
+            i, j = (int(x) for x in bad[0])
+            raise InputError(f"{field}[{i}][{j}]", f"negative value {int(arr[i, j])} (committed "
+                                                   "values are non-negative atoms)")
+        return np.ascontiguousarray(arr, dtype=np.uint64)
+    if kind == "O":
+        for (i, j), v in np.ndenumerate(arr):
+            if type(v) is not int:
+                raise InputError(f"{field}[{i}][{j}]", f"must be an integer, got "
+                                                       f"{type(v).__name__} {v!r}")
+            if not 0 <= v <= U64_MAX:
+                raise InputError(f"{field}[{i}][{j}]", f"{v} outside [0, 2^64)")
+        return np.array(arr.tolist(), dtype=np.uint64).reshape(arr.shape)
+    raise InputError(field, f"must hold integers, got dtype {arr.dtype} (no float or boolean "
+                            "amounts on the committed path)")
+
+
 def build_sum_tree(fmt: TreeFormat, hdr_hash: bytes, tags: NDArray[np.uint8],
-                   values: NDArray[np.uint64], hasher: Hasher = hash_rows) -> SumTree:
+                   values: Any, hasher: Hasher = hash_rows) -> SumTree:
     """Build the tree over leaves that are already padded to ``2^D`` and sorted by tag.
 
     Parameters
@@ -242,12 +276,15 @@ def build_sum_tree(fmt: TreeFormat, hdr_hash: bytes, tags: NDArray[np.uint8],
     fmt : TreeFormat
     hdr_hash : bytes, 32
     tags : ndarray, shape (2^D, 32), uint8, strictly increasing
-    values : ndarray, shape (2^D, F), uint64
+    values : array-like, shape (2^D, F)
+        Non-negative integers below ``2^64`` (checked before any cast, see
+        :func:`checked_values`).
     hasher : callable
         Hashes the rows of an ``(n, L)`` byte array; the default is the single-process loop.
         If it has an ``alloc(n, L)`` method, preimages are packed straight into the buffer it
         returns (shared memory, say) and its result is copied out before the next level.
     """
+    values = checked_values(values)
     n, f = values.shape
     if n == 0 or n & (n - 1):
         raise InputError("leaves", f"leaf count {n} is not a power of two")

@@ -27,12 +27,12 @@ from marginproof.proofs.privacy import verify_opening
 from marginproof.proofs.records import RecordView
 from marginproof.proofs.tags import tag_from_nonce
 
-BASE = ("coll", "im", "mm", "short")
+BASE = ("assets", "liabs", "im", "mm", "short", "stress")
 
 
 def default_fields(n: int) -> tuple[str, ...]:
     """Field names when only a root hash is known: the fixed four, then cr/db halves."""
-    extra = n - 4
+    extra = n - len(BASE)
     k = extra // 2
     return BASE + tuple(f"cr:{i}" for i in range(k)) + tuple(f"db:{i}" for i in range(k))
 
@@ -40,9 +40,9 @@ def default_fields(n: int) -> tuple[str, ...]:
 def check_leaf_rules(values: Sequence[int], fields: Sequence[str]) -> None:
     """``short`` rule and at most one of ``cr_k``/``db_k`` positive per asset."""
     v = dict(zip(fields, values, strict=True))
-    if v["short"] != max(0, v["mm"] - v["coll"]):
-        raise VerificationError("leaf.short", f"short {v['short']} != max(0, mm {v['mm']} - "
-                                              f"coll {v['coll']})")
+    if v["short"] != max(0, v["mm"] + v["liabs"] - v["assets"]):
+        raise VerificationError("leaf.short", f"short {v['short']} != max(0, mm {v['mm']} + "
+                                              f"liabs {v['liabs']} - assets {v['assets']})")
     for f in fields:
         if f.startswith("cr:"):
             d = "db:" + f[3:]
@@ -95,8 +95,8 @@ def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
         if proof.epoch != epoch:
             raise VerificationError("proof.epoch", f"proof is for epoch {proof.epoch}, "
                                                    f"expected {epoch}")
-        if len(proof.values) < 4 or len(proof.values) % 2:
-            raise VerificationError("proof.fields", "field count must be 4 + 2K")
+        if len(proof.values) < len(BASE) or (len(proof.values) - len(BASE)) % 2:
+            raise VerificationError("proof.fields", f"field count must be {len(BASE)} + 2K")
         fields = default_fields(len(proof.values))
         want_hash, want_sums = root_hash, None
     aid = account_id if account_id is not None else proof.account_id
@@ -126,8 +126,9 @@ def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
     checks.append("root hash and sums match")
     if record is not None and record.privacy is not None and proof.privacy is not None:
         v = dict(zip(fields, proof.values, strict=True))
-        verify_opening(dict(proof.privacy), proof.hdr_hash, proof.tag, v["coll"], v["mm"],
-                       proof.depth, proof.index, dict(record.privacy))
+        verify_opening(proof.privacy, proof.hdr_hash, proof.tag,
+                       [v["assets"], v["liabs"], v["mm"]], proof.depth, proof.index,
+                       dict(record.privacy))
         checks.append("privacy: openings, commitment path, own range proof")
     return AccountCheck(proof.epoch, proof.index, dict(zip(fields, proof.values, strict=True)),
                         tuple(checks))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import math
 import os
 import platform
 import secrets
@@ -47,6 +48,7 @@ from marginproof.proofs.encoding import (
     decimal_string,
     float_to_decimal,
     parse_canonical,
+    parse_decimal,
     parse_strict,
 )
 from marginproof.proofs.epoch import (
@@ -397,6 +399,8 @@ class ProofStore:
             {"epoch": res.header["epoch"], "epoch_secret": ep_secret.hex()}) + b"\n")
         if res.privacy is not None:
             (d / "privacy.bundle").write_bytes(res.privacy.bundle_bytes())
+        if res.reserves is not None:  # public: anyone re-checks the verdict from it
+            write_canonical(d / "reserves.json", res.reserves.body)
         if write_proofs:
             for aid in res.account_ids:
                 p = res.proof_for(aid, ep_secret)
@@ -455,7 +459,7 @@ def _privacy_tree(epoch_dir: Path) -> PrivacyTree:
     """Commitment tree of an epoch, rebuilt from its bundle once and kept (a serving process
     answers many users from the same epoch)."""
     hdr, depth, base, leaves = parse_bundle(read_bytes(epoch_dir / "privacy.bundle"))
-    return PrivacyTree(hdr, depth, base, tuple(leaves), commitment_levels(hdr, leaves), (0, 0))
+    return PrivacyTree(hdr, depth, base, tuple(leaves), commitment_levels(hdr, leaves), (0, 0, 0))
 
 
 def published_keys(path: Path, trust: str | None = None) -> dict[str, bytes]:
@@ -485,6 +489,43 @@ def published_keys(path: Path, trust: str | None = None) -> dict[str, bytes]:
 
 
 # -- writer for the service and the example ------------------------------------------------
+def exact_decimal(x: Any, scale: int, field: str, *, signed: bool = False,
+                  up: bool = False) -> str:
+    """Canonical decimal string of ``x`` (int, str, ``Decimal``, ``Fraction`` or float) at most
+    ``scale`` decimals; more is refused unless ``up`` (then it rounds toward +infinity).
+
+    A float is read as its shortest round-trip decimal (``repr``): ``0.1`` is ``"0.1"``, not
+    the 55 digits of its binary value. Booleans, NaN and infinities are refused.
+    """
+    from decimal import Decimal
+    from fractions import Fraction
+
+    if isinstance(x, bool) or not isinstance(x, (int, float, str, Decimal, Fraction)):
+        raise InputError(field, f"must be a number, got {type(x).__name__}")
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise InputError(field, f"must be finite, got {x!r}")
+        v = Fraction(Decimal(repr(x)))
+    elif isinstance(x, str):
+        v = parse_decimal(x, field, signed=True)
+    elif isinstance(x, Decimal):
+        if not x.is_finite():
+            raise InputError(field, f"must be finite, got {x!r}")
+        v = Fraction(x)
+    else:
+        v = Fraction(x)
+    if v < 0 and not signed:
+        raise InputError(field, f"must not be negative, got {x!r}")
+    scaled = v * 10**scale
+    if scaled.denominator != 1:
+        if not up:
+            raise InputError(field, f"{x!r} has more than {scale} decimals (excess precision is "
+                                    "refused, never rounded)")
+        scaled = Fraction(math.ceil(scaled))
+    return decimal_string(scaled / 10**scale, scale)
+
+
+
 class InputLogWriter:
     """Small append-only interface the real-time service writes epochs through.
 
@@ -507,21 +548,45 @@ class InputLogWriter:
     def append_market(self, market: MarketSnapshot) -> LogEntry:
         return self.store.append("market", market_body(market), self.keys.source)
 
-    def append_positions(self, positions: Mapping[str, Mapping[str, float]],
-                         digits: int = 8) -> LogEntry:
+    def append_positions(self, positions: Mapping[str, Mapping[str, Any]],
+                         scale: int = 8) -> LogEntry:
+        """Positions per account; a quantity with more than ``scale`` decimals is refused."""
         accts = [{"account": a, "positions": [
-            {"instrument": n, "quantity": float_to_decimal(q, digits, f"{a}.{n}")}
+            {"instrument": n, "quantity": exact_decimal(q, scale, f"positions.{a}.{n}",
+                                                        signed=True)}
             for n, q in sorted(pos.items())]} for a, pos in sorted(positions.items())]
         return self.store.append("positions", {"accounts": accts}, self.keys.source)
 
-    def append_balances(self, balances: Mapping[str, Mapping[str, float]],
-                        scales: Mapping[str, int]) -> LogEntry:
-        from fractions import Fraction
+    def append_balances(self, balances: Mapping[str, Mapping[str, Any]],
+                        scales: Mapping[str, int], rounding: str = "refuse") -> LogEntry:
+        """Balances per account at each asset's declared scale.
 
-        accts = [{"account": a, "balances": {
-            k: decimal_string(Fraction(v), scales[k]) for k, v in sorted(bal.items())}}
-            for a, bal in sorted(balances.items())]
+        ``rounding="refuse"`` (default): excess precision is an error naming the field.
+        ``rounding="up"``: the one stated rule that never favours the venue: the signed balance
+        rounds toward +infinity, so a credit (a liability of the venue) rounds up and a debt
+        (what the user owes) rounds down in size. 10,000 credits of 12.5 sats commit 130,000.
+        """
+        if rounding not in ("refuse", "up"):
+            raise InputError("rounding", "must be 'refuse' or 'up'")
+        accts = []
+        for a, bal in sorted(balances.items()):
+            row = {}
+            for k, v in sorted(bal.items()):
+                f = f"balances.{a}.{k}"
+                if k not in scales:
+                    raise InputError(f, "asset has no declared scale")
+                row[k] = exact_decimal(v, scales[k], f, signed=True, up=rounding == "up")
+            accts.append({"account": a, "balances": row})
         return self.store.append("balances", {"accounts": accts}, self.keys.source)
+
+    def append_recalibration(self, model: str, reason: str) -> LogEntry:
+        """A model recalibration: seeds the committed path's Monte Carlo scenarios."""
+        return self.store.append("recalibration", {"model": model, "reason": reason},
+                                 self.keys.source)
+
+    def append_reserves(self, body: Mapping[str, Any]) -> LogEntry:
+        """The epoch's attested reserves (:mod:`marginproof.proofs.reserves`)."""
+        return self.store.append("reserves", body, self.keys.source)
 
     def cut(self, epoch: int, timestamp: str) -> LogEntry:
         return self.store.append("cut", {"epoch": str(epoch), "timestamp": timestamp},
@@ -552,7 +617,33 @@ def default_params(model: str = "grid", *, depth_min: int = 10, privacy: bool = 
         "depth_min": str(depth_min),
         "model": {"name": model, "params_toml": text, "params_hash": m.params_hash},
         "privacy": {"enabled": privacy, "range_base": str(range_base)},
+        "prices": {"scale": "12"},
+        "quantities": {"scale": "8"},
+        "stress": {"scenarios": model_stress_scenarios(cls.default_config)},
+        "reserves": {"max_block_age_s": "86400"},
     }
+
+
+def model_stress_scenarios(config_name: str) -> list[dict[str, Any]]:
+    """Venue stress scenarios from the model in force: the corners of its own scenario grid
+    (every underlying at minus / plus its price range, vols up by its vol range), and the crash
+    at twice the range. Models without a grid get the grid model's ranges."""
+    cfg = load_toml(config_dir() / config_name)
+    grid = cfg.get("grid") or load_toml(config_dir() / "models" / "grid.toml")["grid"]
+    ranges = {str(k): float(v) for k, v in grid["price_range"].items()}
+    default = ranges.pop("default", 0.25)
+    up = 1.0 + float(grid.get("vol_range_up", 0.5))
+
+    def dec(x: float) -> str:
+        return float_to_decimal(x, 6, "stress")
+
+    def scen(name: str, k: float) -> dict[str, Any]:
+        return {"name": name, "moves": {u: dec(max(k * r, -0.95)) for u, r in sorted(
+            ranges.items())}, "default_move": dec(max(k * default, -0.95)), "iv_mult": dec(up)}
+
+    return [scen("crash: every underlying -1x its range, vols up", -1.0),
+            scen("rally: every underlying +1x its range, vols up", 1.0),
+            scen("crash: every underlying -2x its range, vols up", -2.0)]
 
 
 def new_epoch_secret(keys: OperatorKeys, epoch: int) -> bytes:

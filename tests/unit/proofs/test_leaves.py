@@ -1,4 +1,5 @@
-"""The committed path: exact collateral, one rounding per field, parameter validation."""
+"""The committed path: exact equity parts, one rounding per field against the operator, declared
+scales, stress deficits, parameter validation."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from marginproof.proofs.leaves import (
     account_inputs,
     account_values,
     asset_prices,
-    collateral_atoms,
+    collateral_parts,
+    equity_atoms,
+    margin_atoms,
     market_body,
     market_from_body,
     parse_params,
+    shocked_market,
+    stress_deficits,
 )
 from marginproof.storage.proofstore import default_params
 from tests.unit.proofs.helpers import tiny_market
@@ -36,39 +41,103 @@ def test_logged_market_round_trips_to_the_same_floats() -> None:
     assert dict(back.forwards["BTC"]) == dict(m.forwards["BTC"])
 
 
-def test_collateral_is_exact_floor_and_agrees_with_the_float_valuation(params) -> None:
+def test_collateral_parts_are_exact_and_agree_with_the_float_valuation(params) -> None:
     mb = market_body(tiny_market())
     prices = asset_prices(params, mb)
     acct = AccountInput("a", (), {"BTC": 12_345_678, "USDC": 1_000_250_000,
                                   "USDT": -1_500_500_000})
-    atoms = collateral_atoms(acct, params, prices)
-    exact = (Fraction(12_345_678, 10**8) * 40_000 * Fraction(95, 100) + Fraction(1_000_25, 100)
-             - Fraction(1_500_5, 10))
-    assert atoms == int(exact * 10**6 // 1)
+    assets, liabs = collateral_parts(acct, params, prices)
+    assert assets == Fraction(12_345_678, 10**8) * 40_000 * Fraction(95, 100) + Fraction(100025,
+                                                                                        100)
+    assert liabs == Fraction(15005, 10)
+    a, lb = equity_atoms(acct, params, market_from_body(mb), prices)
+    assert a == int(assets * 10**6 // 1) and lb == -(-liabs * 10**6 // 1)  # floor / ceil
     pol = CollateralPolicy({"BTC": 0.05, "USDC": 0.0, "USDT": 0.02})
     fl = value_collateral({"BTC": 0.12345678, "USDC": 1000.25, "USDT": -1500.5},
                           market_from_body(mb), pol).total_usd
-    assert abs(atoms / 1e6 - fl) < 1e-6
+    assert abs((a - lb) / 1e6 - fl) < 2e-6
 
 
-def test_negative_equity_clamps_collateral_at_zero(params) -> None:
+def test_negative_equity_is_committed_as_liabilities_not_clamped(params) -> None:
     mb = market_body(tiny_market())
     acct = AccountInput("a", (), {"USDC": -5_000_000})
-    assert collateral_atoms(acct, params, asset_prices(params, mb)) == 0
+    assert equity_atoms(acct, params, market_from_body(mb), asset_prices(params, mb)) == (
+        0, 5_000_000)
 
 
-def test_margin_is_rounded_up_once_and_short_is_derived(params) -> None:
+def test_short_options_count_as_liabilities(params) -> None:
+    """The issue's case: a short straddle's value lowers equity (here as liabilities)."""
+    m = tiny_market()
+    mb = market_body(m)
+    accts = account_inputs({"a": [{"instrument": "BTC-29MAR24-40000-C", "quantity": "-10"},
+                                  {"instrument": "BTC-29MAR24-40000-P", "quantity": "-10"}]},
+                           {"a": {"USDC": "100000"}}, params)
+    assets, liabs = equity_atoms(accts[0], params, m, asset_prices(params, mb))
+    assert assets == 100_000 * 10**6
+    from marginproof.instruments.equity import account_equity
+
+    eq = account_equity({"USDC": 100_000.0}, portfolio_of_lines(accts[0]), m,
+                        CollateralPolicy({"BTC": 0.05, "USDC": 0.0, "USDT": 0.02, "ETH": 0.1}))
+    assert eq.positions_usd < -20_000
+    assert abs(liabs / 1e6 + eq.positions_usd) < 1e-6
+    assert abs((assets - liabs) / 1e6 - eq.total_usd) < 2e-6
+
+
+def portfolio_of_lines(acct: AccountInput) -> Portfolio:
+    from marginproof.proofs.leaves import portfolio_of
+
+    return portfolio_of(acct)
+
+
+def test_margin_is_rounded_up_once_after_its_float_error_bound(params) -> None:
     m = tiny_market()
     accts = account_inputs({"a": [{"instrument": "BTC-PERPETUAL", "quantity": "-100000"}]},
                            {"a": {"USDC": "10"}}, params)
     vals = account_values(accts[0], params, params.model(), m,
                           asset_prices(params, market_body(m)))
     r = params.model().margin(Portfolio.of([("BTC-PERPETUAL", -100000.0)]), m)
-    assert vals[1] == -(-Fraction(r.initial_margin) * 10**6 // 1)  # ceil
-    assert vals[3] == max(0, vals[2] - vals[0])
-    fields = params.fields
-    assert vals[fields.index("cr:USDC")] == 10_000_000
-    assert vals[fields.index("db:USDC")] == 0
+    f = params.fields
+    im, mm = vals[f.index("im")], vals[f.index("mm")]
+    assert im >= Fraction(r.initial_margin) * 10**6 and mm >= Fraction(r.maintenance_margin) * 10**6
+    assert im - Fraction(r.initial_margin) * 10**6 < 2  # the guard is far below one atom here
+    assert (im, mm) == margin_atoms(r, 6, "a")
+    assert vals[f.index("short")] == max(0, mm + vals[f.index("liabs")] - vals[f.index("assets")])
+    assert vals[f.index("cr:USDC")] == 10_000_000
+    assert vals[f.index("db:USDC")] == 0
+
+
+def test_stress_takes_the_venues_worst_scenario(params) -> None:
+    m = tiny_market()
+    mb = market_body(m)
+    prices = asset_prices(params, mb)
+    accts = account_inputs({"long": [{"instrument": "BTC-PERPETUAL", "quantity": "400000"}],
+                            "short": [{"instrument": "BTC-29MAR24-40000-P", "quantity": "-50"}]},
+                           {"long": {"USDC": "1000"}, "short": {"USDC": "1000"}}, params)
+    k, totals, deficits = stress_deficits(accts, params, m, prices)
+    assert totals[k] == max(totals) and sum(deficits) == totals[k]
+    assert "crash" in params.stress[k].name and totals[k] > 0
+    crashed = shocked_market(m, params.stress[k])
+    assert crashed.index("BTC") < m.index("BTC")
+    assert crashed.implied_vols["BTC-29MAR24-40000-P"] > m.implied_vols["BTC-29MAR24-40000-P"]
+
+
+def test_declared_scales_refuse_excess_digits(params) -> None:
+    body = market_body(tiny_market())
+    body["index_prices"]["BTC"] = "40000.1234567890123"  # 13 decimals > 12
+    with pytest.raises(InputError, match="index_prices.BTC"):
+        market_from_body(body, params.price_scale)
+    with pytest.raises(InputError, match="quantity decimals"):
+        account_inputs({"a": [{"instrument": "BTC-PERPETUAL", "quantity": "1.000000001"}]}, {},
+                       params)
+
+
+def test_monte_carlo_needs_a_logged_recalibration_seed() -> None:
+    p = parse_params(default_params("mc", depth_min=3, privacy=False))
+    assert p.uses_randomness
+    with pytest.raises(InputError, match="recalibration"):
+        p.model()
+    a, b = p.model(seed=1), p.model(seed=2)
+    assert a.params_hash != b.params_hash
 
 
 def test_rounding_exploit_amounts_with_extra_digits_are_refused(params) -> None:

@@ -25,7 +25,7 @@ def epoch():
 
 def _totals(view):
     s = dict(zip(view.fields, view.root_sums, strict=True))
-    return s["coll"], s["mm"]
+    return s["assets"], s["liabs"], s["mm"]
 
 
 def test_bundle_verifies_and_counts_flagged_accounts(epoch) -> None:
@@ -35,7 +35,7 @@ def test_bundle_verifies_and_counts_flagged_accounts(epoch) -> None:
                         b"seed" * 8)
     assert out["leaves"] == 8
     short = sum(1 for a in res.account_ids
-                if res.tree.values[res.leaf_index[a]][3] > 0)
+                if res.tree.values[res.leaf_index[a]][res.params.fields.index("short")] > 0)
     assert out["flagged"] == short > 0
 
 
@@ -48,9 +48,10 @@ def test_bundle_tampering_is_named(epoch) -> None:
     assert e.value.code == "privacy.bundle_hash"
     sec = dict(view.privacy)
     with pytest.raises(VerificationError) as e:
-        verify_bundle(sec, view.hdr_hash, view.depth, (_totals(view)[0] - 1, _totals(view)[1]),
-                      bytes(data), b"s" * 32)
-    assert e.value.code == "privacy.root_opening.coll"
+        t = _totals(view)
+        verify_bundle(sec, view.hdr_hash, view.depth, (t[0] - 1, t[1], t[2]), bytes(data),
+                      b"s" * 32)
+    assert e.value.code == "privacy.root_opening.assets"
 
 
 def test_every_user_verifies_including_the_privacy_opening(epoch) -> None:
@@ -70,7 +71,7 @@ def test_user_check_failures_have_specific_codes(epoch) -> None:
         "proof.depth": dataclasses.replace(p, depth=p.depth + 1),
         "leaf.tag": dataclasses.replace(p, account_id="user-002"),
         "leaf.short": dataclasses.replace(
-            p, values=p.values[:3] + (p.values[3] + 1,) + p.values[4:]),
+            p, values=p.values[:4] + (p.values[4] + 1,) + p.values[5:]),
         "root.hash": dataclasses.replace(p, tag=bytes(32), account_id=None),
     }
     for code, bad in cases.items():
@@ -78,13 +79,26 @@ def test_user_check_failures_have_specific_codes(epoch) -> None:
             verify_account(bad, record=view)
         assert e.value.code == code, code
     with pytest.raises(VerificationError) as e:
-        verify_account(p, record=view, expected={"coll": p.values[0] + 1})
-    assert e.value.code == "leaf.values.coll"
+        verify_account(p, record=view, expected={"assets": p.values[0] + 1})
+    assert e.value.code == "leaf.values.assets"
     bl = dict(p.privacy)
-    bl["blinds"] = [bl["blinds"][1], bl["blinds"][0]]
+    bl["blinds"] = [bl["blinds"][1], bl["blinds"][0], bl["blinds"][2]]
     with pytest.raises(VerificationError) as e:
         verify_account(dataclasses.replace(p, privacy=bl), record=view)
     assert e.value.code == "privacy.opening"
+    # unknown fields and non-canonical encodings in the private section are refused
+    from marginproof.errors import InputError
+
+    for mutate in (lambda d: d.__setitem__("extra", "1"),
+                   lambda d: d["path"][0].__setitem__("x", "1"),
+                   lambda d: d["blinds"].__setitem__(0, d["blinds"][0].upper()),
+                   lambda d: d["path"][0]["c"].__setitem__(
+                       0, d["path"][0]["c"][0][:-2] + format(int(d["path"][0]["c"][0][-2:], 16)
+                                                             | 0x80, "02x"))):
+        bad = copy.deepcopy(dict(p.privacy))
+        mutate(bad)
+        with pytest.raises((InputError, VerificationError)):
+            verify_account(dataclasses.replace(p, privacy=bad), record=view)
 
 
 def test_cross_epoch_replay_of_a_proof_is_rejected() -> None:

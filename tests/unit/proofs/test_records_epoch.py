@@ -102,7 +102,7 @@ def test_replay_matches_and_names_the_first_difference(log3, records) -> None:
     res, _ = tiny_epoch(log3, 1)
     tags, vals = res.tree.tags.copy(), res.tree.values.copy()
     i = res.leaf_index["user-000"]
-    vals[i, 1] -= 1
+    vals[i, res.params.fields.index("im")] -= 1
     from marginproof.proofs.sumtree import build_sum_tree
 
     forged_tree = build_sum_tree(res.tree.fmt, res.hdr_hash, tags, vals)

@@ -17,11 +17,39 @@ function atoms(v, scale) {
   return scale ? `${whole}.${s.slice(s.length - scale).replace(/0+$/, "") || "0"}` : whole;
 }
 
+function solvencyPanel(rec) {
+  const sv = rec.solvency;
+  const hd = rec.header;
+  const scales = Object.fromEntries(hd.assets.map((a) => [a.symbol, Number(a.scale)]));
+  const qs = Number(hd.quote.scale);
+  const rows = sv.assets.map((r) => ({
+    asset: r.asset,
+    reserves: r.reserves === null ? "not attested" : atoms(r.reserves, scales[r.asset]),
+    liabilities: atoms(r.liabilities, scales[r.asset]),
+    net: r.net === null ? "–" : (r.net.startsWith("-") ? "−" + atoms(r.net.slice(1), scales[r.asset]) : atoms(r.net, scales[r.asset])),
+    verdict: r.verdict,
+  }));
+  const st = sv.stress;
+  const cov = st.covered_by_insurance_fund;
+  return h("section", { class: "card", "aria-labelledby": "sv-title", id: "solvency" },
+    h("h2", { id: "sv-title" }, "Solvency"),
+    h("p", {}, "Reserves are on-chain balances whose addresses signed this epoch's block (EIP-191, BIP-322, Bitcoin message signing) plus custodian statements; liabilities are the tree's totals of what the venue owes its users. Re-check it from the published files with ",
+      h("code", {}, "marginproof verify-solvency"), "."),
+    table("Reserves against liabilities, per asset", [
+      { key: "asset", label: "Asset" }, { key: "reserves", label: "Reserves", num: true },
+      { key: "liabilities", label: "Liabilities", num: true }, { key: "net", label: "Net", num: true },
+      { key: "verdict", label: "Verdict", render: (r) => h("strong", { class: `verdict-${r.verdict}`, dataset: { verdict: r.verdict } }, r.verdict) },
+    ], rows, { rowHeader: true }),
+    h("p", { id: "stress-line" }, `Stress (${st.scenario}): accounts would owe ${atoms(st.shortfall, qs)} ${hd.quote.symbol} beyond their collateral; insurance fund `,
+      sv.insurance_fund_quote === null ? "not stated" : `${atoms(sv.insurance_fund_quote, qs)} ${hd.quote.symbol}`,
+      cov === null ? "." : (cov ? " — covered." : " — NOT covered.")));
+}
+
 function epochPanel() {
   const rec = latest.record.record;
   const hd = rec.header;
   const scale = Number(hd.quote.scale);
-  const totals = hd.fields.slice(0, 4).map((f, i) => ({ field: f, atoms: rec.root.sums[i], value: atoms(rec.root.sums[i], scale) }));
+  const totals = hd.fields.slice(0, 6).map((f, i) => ({ field: f, atoms: rec.root.sums[i], value: atoms(rec.root.sums[i], scale) }));
   return h("section", { class: "card", "aria-labelledby": "ep-title" },
     h("h2", { id: "ep-title" }, `Epoch ${latest.epoch}`),
     h("dl", { class: "kv" },
@@ -64,7 +92,7 @@ async function download() {
 function parseStatement(text) {
   const out = {};
   for (const part of text.split(/[\s,;]+/).filter(Boolean)) {
-    const m = /^([a-z]+(?::\d+)?)=(\d+)$/.exec(part);
+    const m = /^([a-z]+(?::[A-Z0-9]+)?)=(\d+)$/.exec(part);
     if (!m) throw new Error(`"${part}" is not FIELD=ATOMS`);
     out[m[1]] = m[2];
   }
@@ -108,6 +136,7 @@ async function verify(ev) {
       h("p", {}, "Checked:"),
       h("ul", { class: "checks-done" }, res.checks.map((c) => h("li", {}, c))),
       trust ? null : h("p", { class: "hint" }, "The operator keys came from this server. Pin the venue's genesis key id (published out of band) above to check them against it."),
+      res.anchored === false ? h("p", { class: "hint", id: "pf-unanchored" }, "Not anchored: without a pinned genesis key id, a server that forged every file would pass this check.") : null,
       res.privacySkipped ? h("p", { class: "hint" }, "Privacy openings and range proofs (check 7) are not checked in the browser: run marginproof verify-account for them.") : null));
     announce(`Proof valid: leaf ${res.index} of epoch ${res.epoch}`);
   } else {
@@ -157,7 +186,7 @@ export async function show(_arg, s) {
     replace(body, h("p", { class: "card" }, e.status === 404 ? "No epoch has been proven yet." : `Error: ${e.message}`));
     return;
   }
-  replace(body, epochPanel(), proofPanel());
+  replace(body, epochPanel(), solvencyPanel(latest.record.record), proofPanel());
 }
 
 export function leave() {}

@@ -336,7 +336,8 @@ export async function publishedKeys(entries, trust = null) {
 // -- epoch record (marginproof.proofs.records) ---------------------------------------------------
 const HEADER_KEYS = ["spec", "epoch", "venue", "quote", "assets", "fields", "depth", "input_log",
   "params_hash", "market_hash", "market_timestamp", "cut_timestamp", "model", "engine",
-  "prev_record_hash"];
+  "prev_record_hash", "recalibration", "stress", "reserves_hash"];
+const BASE_FIELDS = ["assets", "liabs", "im", "mm", "short", "stress"];
 
 function shapeObj(v, keys, where) {
   if (!isObj(v) || !sameKeys(v, keys)) throw bad(where, `must be an object with exactly ${[...keys].sort()}`);
@@ -360,19 +361,82 @@ function checkHeaderShapes(h, where) {
   shapeObj(h.model, ["name", "params_hash", "version"], `${where}.model`);
   const eng = shapeObj(h.engine, ["version", "lock_hash"], `${where}.engine`);
   parseHex32(eng.lock_hash, `${where}.engine.lock_hash`);
+  if (h.recalibration !== null) {
+    const rc = shapeObj(h.recalibration, ["seq", "leaf_hash"], `${where}.recalibration`);
+    parseUint(rc.seq, `${where}.recalibration.seq`);
+    parseHex32(rc.leaf_hash, `${where}.recalibration.leaf_hash`);
+  }
+  const st = h.stress;
+  if (!isObj(st) || !sameKeys(st, ["scenarios", "worst"]) || !Array.isArray(st.scenarios) ||
+      !st.scenarios.length || !st.scenarios.every((x) => typeof x === "string") ||
+      !st.scenarios.includes(st.worst)) {
+    throw bad(`${where}.stress`, "must be {scenarios: [names], worst: one of them}");
+  }
+  if (h.reserves_hash !== null) parseHex32(h.reserves_hash, `${where}.reserves_hash`);
+}
+
+// The solvency section agrees with the tree's totals (records.check_solvency, same codes).
+function checkSolvency(view, where) {
+  const sv = view.signed.record.solvency;
+  const attested = view.header.reserves_hash !== null;
+  const keys = ["assets", "stress", "insurance_fund_quote", "max_block_age_s"].concat(
+    attested ? ["reserves_hash", "custodian_keys", "blocks", "insurance_fund"] : []);
+  if (!isObj(sv) || !sameKeys(sv, keys)) throw bad(`${where}.solvency`, `must be an object with exactly ${[...keys].sort()}`);
+  const totals = Object.fromEntries(view.fields.map((f, i) => [f, view.rootSums[i]]));
+  const want = view.fields.some((f) => f.startsWith("cr:")) ? view.header.assets.map((a) => a.symbol) : [];
+  if (!Array.isArray(sv.assets) || canon(sv.assets.map((r) => r.asset)) !== canon(want)) {
+    throw new VerificationError(`${where}.solvency.assets`, "assets differ from the header's");
+  }
+  for (const r of sv.assets) {
+    const p = `${where}.solvency.${r.asset}`;
+    if (!isObj(r) || !sameKeys(r, ["asset", "liabilities", "receivables", "reserves", "net", "verdict"])) throw bad(p, "bad row");
+    if (parseUint(r.liabilities, `${p}.liabilities`, 2n ** 128n) !== totals[`cr:${r.asset}`]) {
+      throw new VerificationError(`${p}.liabilities`, `liabilities differ from the tree's total cr:${r.asset}`);
+    }
+    if (parseUint(r.receivables, `${p}.receivables`, 2n ** 128n) !== totals[`db:${r.asset}`]) {
+      throw new VerificationError(`${p}.receivables`, `differ from the tree's total db:${r.asset}`);
+    }
+    if (!attested) {
+      if (r.reserves !== null || r.net !== null || r.verdict !== "not-attested") {
+        throw new VerificationError(`${p}.verdict`, "reserves stated without attestation");
+      }
+      continue;
+    }
+    const res = parseUint(r.reserves, `${p}.reserves`, 2n ** 128n);
+    const liab = BigInt(r.liabilities);
+    if (typeof r.net !== "string" || !/^-?\d+$/.test(r.net) || BigInt(r.net) !== res - liab) {
+      throw new VerificationError(`${p}.net`, "net is not reserves - liabilities");
+    }
+    if (r.verdict !== (res >= liab ? "solvent" : "insolvent")) {
+      throw new VerificationError(`${p}.verdict`, `verdict ${r.verdict} does not follow from reserves ${res} vs liabilities ${liab}`);
+    }
+  }
+  const st = sv.stress;
+  if (!isObj(st) || !sameKeys(st, ["scenario", "shortfall", "by_scenario", "covered_by_insurance_fund"])) {
+    throw bad(`${where}.solvency.stress`, "bad stress section");
+  }
+  if (st.scenario !== view.header.stress.worst) throw new VerificationError(`${where}.solvency.stress.scenario`, "not the header's worst");
+  if (parseUint(st.shortfall, `${where}.solvency.stress.shortfall`, 2n ** 128n) !== totals.stress) {
+    throw new VerificationError(`${where}.solvency.stress.shortfall`, "differs from the tree's total stress field");
+  }
+  const fund = sv.insurance_fund_quote;
+  const cov = st.covered_by_insurance_fund;
+  if ((fund === null) !== (cov === null) || (fund !== null && cov !== (BigInt(fund) >= totals.stress))) {
+    throw new VerificationError(`${where}.solvency.stress.covered_by_insurance_fund`, "coverage does not follow from the insurance fund");
+  }
 }
 
 function checkPrivacyShape(p, where) {
   const keys = ["scheme", "fields", "range_base", "root", "root_commitments", "blind_totals", "bundle_hash"];
   if (!isObj(p) || !sameKeys(p, keys)) throw bad(where, `must be an object with exactly ${[...keys].sort()}`);
-  if (canon(p.fields) !== canon(["coll", "mm"]) || p.scheme !== "mp-pedersen/v1") {
+  if (canon(p.fields) !== canon(["assets", "liabs", "mm"]) || p.scheme !== "mp-pedersen/v2") {
     throw bad(where, "unsupported privacy scheme or fields");
   }
   parseUint(p.range_base, `${where}.range_base`, 16n);
   parseHex32(p.root, `${where}.root`);
   parseHex32(p.bundle_hash, `${where}.bundle_hash`);
   for (const k of ["root_commitments", "blind_totals"]) {
-    if (!Array.isArray(p[k]) || p[k].length !== 2) throw bad(`${where}.${k}`, "must list two values");
+    if (!Array.isArray(p[k]) || p[k].length !== 3) throw bad(`${where}.${k}`, "must list three values");
     p[k].forEach((x, i) => parseHex32(x, `${where}.${k}[${i}]`));
   }
 }
@@ -383,9 +447,9 @@ export async function parseRecord(signed, where = "record") {
   }
   const rec = signed.record;
   const rk = isObj(rec) ? Object.keys(rec) : [];
-  if (!isObj(rec) || !["header", "root", "totals"].every((k) => rk.includes(k)) ||
-      !rk.every((k) => ["header", "root", "totals", "privacy"].includes(k))) {
-    throw bad(`${where}.record`, "must be {header, root, totals[, privacy]}");
+  if (!isObj(rec) || !["header", "root", "totals", "solvency"].every((k) => rk.includes(k)) ||
+      !rk.every((k) => ["header", "root", "totals", "solvency", "privacy"].includes(k))) {
+    throw bad(`${where}.record`, "must be {header, root, totals, solvency[, privacy]}");
   }
   const h = rec.header;
   if (!isObj(h) || !sameKeys(h, HEADER_KEYS)) {
@@ -400,8 +464,8 @@ export async function parseRecord(signed, where = "record") {
     throw bad(`${where}.record.header.fields`, "must be a non-empty list of names");
   }
   if (new Set(fields).size !== fields.length ||
-      fields.slice(0, 4).join(",") !== "coll,im,mm,short") {
-    throw bad(`${where}.record.header.fields`, "must start with coll, im, mm, short and be unique");
+      fields.slice(0, BASE_FIELDS.length).join(",") !== BASE_FIELDS.join(",")) {
+    throw bad(`${where}.record.header.fields`, `must start with ${BASE_FIELDS.join(", ")} and be unique`);
   }
   const root = rec.root;
   if (!isObj(root) || !sameKeys(root, ["hash", "sums"])) throw bad(`${where}.record.root`, "must be {hash, sums}");
@@ -431,7 +495,25 @@ export async function verifyRecord(signed, operatorKeys, where = "record") {
   if (canon(signed.record.totals) !== canon(expect)) {
     throw new VerificationError(`${where}.totals`, "published totals differ from the root sums");
   }
+  checkSolvency(view, where);
   return view;
+}
+
+// The user's private privacy section: exact keys at every level (privacy.parse_private_section).
+function checkPrivateSection(p, depth, where) {
+  if (!isObj(p) || !sameKeys(p, ["blinds", "range_proof", "path"])) throw bad(where, "must be an object with exactly blinds, range_proof, path");
+  if (!Array.isArray(p.blinds) || p.blinds.length !== 3) throw bad(`${where}.blinds`, "must list 3 scalars");
+  p.blinds.forEach((x, i) => parseHex32(x, `${where}.blinds[${i}]`));
+  if (typeof p.range_proof !== "string" || !/^([0-9a-f]{2})*$/.test(p.range_proof)) throw bad(`${where}.range_proof`, "must be hex");
+  if (!Array.isArray(p.path) || p.path.length !== Number(depth)) throw bad(`${where}.path`, `must list ${depth} nodes`);
+  p.path.forEach((n, lv) => {
+    if (!isObj(n) || !sameKeys(n, ["h", "c"])) throw bad(`${where}.path[${lv}]`, "must be an object with exactly h, c");
+    parseHex32(n.h, `${where}.path[${lv}].h`);
+    if (!Array.isArray(n.c) || n.c.length !== 3) throw bad(`${where}.path[${lv}].c`, "must list 3 commitments");
+    n.c.forEach((x, k) => {
+      if (parseHex32(x, `${where}.path[${lv}].c[${k}]`)[31] & 0x80) throw bad(`${where}.path[${lv}].c[${k}]`, "non-canonical ristretto255 encoding (top bit set)");
+    });
+  });
 }
 
 // -- inclusion proof (marginproof.proofs.inclusion) -----------------------------------------------
@@ -471,7 +553,7 @@ export function proofFromJsonObj(obj) {
     throw bad(`${where}.account_id`, "must be a string");
   }
   const nonce = obj.nonce !== undefined ? parseHex32(obj.nonce, `${where}.nonce`) : null;
-  if (obj.privacy !== undefined && !isObj(obj.privacy)) throw bad(`${where}.privacy`, "must be an object");
+  if (obj.privacy !== undefined) checkPrivateSection(obj.privacy, depth, `${where}.privacy`);
   return { fmt, epoch, hdrHash, depth, index, tag, values, path,
            accountId: obj.account_id === undefined ? null : obj.account_id, nonce,
            privacy: obj.privacy === undefined ? null : obj.privacy };
@@ -565,9 +647,10 @@ export async function tagFromNonce(nonce, accountId) {
 
 export function checkLeafRules(values, fields) {
   const v = Object.fromEntries(fields.map((f, i) => [f, values[i]]));
-  const want = v.mm > v.coll ? v.mm - v.coll : 0n;
+  const need = v.mm + v.liabs;
+  const want = need > v.assets ? need - v.assets : 0n;
   if (v.short !== want) {
-    throw new VerificationError("leaf.short", `short ${v.short} != max(0, mm ${v.mm} - coll ${v.coll})`);
+    throw new VerificationError("leaf.short", `short ${v.short} != max(0, mm ${v.mm} + liabs ${v.liabs} - assets ${v.assets})`);
   }
   for (const f of fields) {
     if (f.startsWith("cr:")) {
@@ -637,7 +720,7 @@ export async function verifyProofFile(proofBytes, { signedRecord, keyEntries, tr
     const q = record.header.quote || {};
     return { valid: true, epoch: res.epoch.toString(), index: res.index.toString(),
              values: Object.fromEntries(Object.entries(res.values).map(([k, v]) => [k, v.toString()])),
-             checks: res.checks, privacySkipped: res.privacySkipped,
+             checks: res.checks, privacySkipped: res.privacySkipped, anchored: Boolean(trust),
              signedBy: signedRecord.key_id, quote: { symbol: q.symbol, scale: q.scale },
              accountId: accountId !== null ? accountId : proof.accountId };
   } catch (e) {
