@@ -34,7 +34,7 @@ from marginproof.addons.concentration import concentration_addon, size_ratio
 from marginproof.addons.funding import funding_addon
 from marginproof.addons.liquidity import sqrt_impact_cost
 from marginproof.errors import InputError
-from marginproof.forecast.lattice import build_lattice, lattice_pnl
+from marginproof.forecast.lattice import build_lattice, empty_lattice, grid_scan, tail_scan
 from marginproof.forecast.states import (
     HOURS_PER_YEAR,
     StepStates,
@@ -68,8 +68,8 @@ class Evaluator(Protocol):
 class LatticeSpec:
     """Spacing of the value lattices (ln index ratio, ln vol multiplier)."""
 
-    hx: float = 0.01
-    hy: float = 0.02
+    hx: float = 0.02
+    hy: float = 0.04
     max_nodes: int = 800
 
 
@@ -100,6 +100,44 @@ def measure_columns(losses: FloatArray, conf_var: float, conf_es: float, measure
         return np.zeros(losses.shape[1:])
     base = (es_columns(losses, conf_es) if measure == "es"
             else np.asarray(np.quantile(losses, conf_var, axis=0), dtype=np.float64))
+    return np.asarray(np.maximum(0.0, scaling * base), dtype=np.float64)
+
+
+def tail_size(n: int, conf_var: float, conf_es: float, measure: str) -> int:
+    """Number of largest losses :func:`measure_from_top` needs for ``n`` scenarios."""
+    if n == 0:
+        return 1
+    if measure == "es":
+        k = tail_count(n, conf_es)
+        return int(min(n, math.floor(k) + 1))
+    lo = int(math.floor(conf_var * (n - 1)))
+    return int(min(n, n - lo + 1))
+
+
+def measure_from_top(top: FloatArray, n: int, conf_var: float, conf_es: float, measure: str,
+                     scaling: float) -> FloatArray:
+    """``tail_risk(...).measure`` per row from the row's descending largest losses.
+
+    ``top`` has shape (n_rows, K) with K >= :func:`tail_size`; same formulas as
+    :func:`marginproof.risk.measures.expected_shortfall` (Acerbi-Tasche) and ``np.quantile``
+    (linear), tested equal.
+    """
+    if n == 0:
+        return np.zeros(top.shape[0])
+    if measure == "es":
+        k = tail_count(n, conf_es)
+        m = math.floor(k)
+        frac = k - m
+        total = top[:, :m].sum(axis=1)
+        if frac > 0.0:
+            total = total + frac * top[:, m]
+        base = total / k
+    else:
+        h = conf_var * (n - 1)
+        lo = int(math.floor(h))
+        a = top[:, n - 1 - lo]
+        b = top[:, n - 2 - lo] if lo + 1 <= n - 1 else a
+        base = a + (h - lo) * (b - a)
     return np.asarray(np.maximum(0.0, scaling * base), dtype=np.float64)
 
 
@@ -177,68 +215,75 @@ class GridEvaluator:
                 out[u, :, sl] = pnl[:, :, u_of == u].sum(axis=2)
         return out
 
-    def _pnl_proxy(self, st: StepStates) -> FloatArray:
+    def _proxy_worst(self, st: StepStates) -> tuple[FloatArray, FloatArray]:
+        """Worst scenario loss per state: total (n_states,) and per underlying (n_states, n_u)."""
         b = self.book
+        n_u = self.rev.n_u
+        B = st.n_states
         sel_all = np.flatnonzero(st.alive).astype(np.int64)
-        out = np.zeros((self.rev.n_u, self.n_scen, st.n_states))
         if sel_all.size == 0:
-            return out
-        one = StepStates.single(self.rev.n_u, len(b), st.t_hours, st.alive)
+            return np.zeros(B), np.zeros((B, n_u))
+        one = StepStates.single(n_u, len(b), st.t_hours, st.alive)
         sb1 = stack_book(b, sel_all, one)
         moves, vm, vf = self.model.scenario_matrices(sb1)  # (n_scen, n_alive), state-free
-        # delta-one positions: exact
-        for i_loc, i in enumerate(sel_all):
-            if b.is_option[i]:
-                continue
-            u = int(b.underlying_idx[i])
-            w = (np.full(st.n_states, b.quantity[i] * (b.index[i] / b.forward[i]))
-                 if b.is_inverse[i] else b.quantity[i] * b.forward[i] * st.x[:, u])
-            out[u] += moves[:, i_loc][:, None] * w[None, :]
+        unit, shocks = self.model.scenario_axes()
+        ranges = np.array([self.model.price_range(u) for u in b.underlyings])
+        m_und = np.repeat(unit, len(shocks))[:, None] * ranges[None, :]
+        lin = self.rev.linear_coef(st, st.alive)
         opt_loc = np.flatnonzero(b.is_option[sel_all])
-        if opt_loc.size == 0:
-            return out
         opts = sel_all[opt_loc]
-        n_g = opts.size
-        t = sb1.t_years[opt_loc]
+        u_of = b.underlying_idx[opts].astype(np.int64)
+        slx = np.log(st.x)
+        sly = np.log(st.y)
         dlx = np.log1p(moves[:, opt_loc])
         with np.errstate(divide="ignore"):
-            dly = np.log(vm[:, opt_loc])
+            dly = np.maximum(np.log(vm[:, opt_loc]), -50.0)
             lyf = np.log(vf[:, opt_loc] / b.vol[opts][None, :])
-        dly = np.maximum(dly, -50.0)
         lyf = np.where(np.isfinite(lyf), lyf, -np.inf)
-        u_of = b.underlying_idx[opts]
-        slx = np.log(st.x[:, u_of])
-        sly = np.log(st.y[:, u_of])
-        lx_r = np.column_stack([slx.min(axis=0) + dlx.min(axis=0),
-                                slx.max(axis=0) + dlx.max(axis=0)])
-        ly_hi = np.maximum(sly.max(axis=0) + dly.max(axis=0),
-                           np.where(np.isfinite(lyf), lyf, -np.inf).max(axis=0))
-        ly_r = np.column_stack([np.maximum(sly.min(axis=0) + dly.min(axis=0), -12.0), ly_hi])
-        lat = build_lattice(b.forward[opts], b.strike[opts], t, b.vol[opts],
-                            b.is_call[opts].astype(np.float64),
-                            np.exp(-b.rate[opts] * t),
-                            b.quantity[opts] * self.rev.opt_scale[opts],
-                            np.arange(n_g, dtype=np.int64), n_g, lx_r, ly_r,
-                            self.rev.lattice.hx, self.rev.lattice.hy, self.rev.lattice.max_nodes)
-        acc = np.zeros((self.n_scen, st.n_states, self.rev.n_u))
-        ones = np.ones_like(slx)
-        lattice_pnl(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy,
-                    np.ascontiguousarray(slx), np.ascontiguousarray(sly), ones, ones,
-                    np.ascontiguousarray(dlx), np.ascontiguousarray(dly),
-                    np.ascontiguousarray(lyf), u_of.astype(np.int64), acc)
-        out += np.moveaxis(acc, 2, 0)
-        return out
+        if opts.size:
+            gx, gy = slx[:, u_of], sly[:, u_of]
+            lx_r = np.column_stack([gx.min(axis=0) + dlx.min(axis=0),
+                                    gx.max(axis=0) + dlx.max(axis=0)])
+            ly_hi = np.maximum(gy.max(axis=0) + dly.max(axis=0), lyf.max(axis=0))
+            ly_r = np.column_stack([np.maximum(gy.min(axis=0) + dly.min(axis=0), -12.0),
+                                    ly_hi])
+            t = sb1.t_years[opt_loc]
+            L = self.rev.lattice
+            lat = build_lattice(b.forward[opts], b.strike[opts], t, b.vol[opts],
+                                b.is_call[opts].astype(np.float64), np.exp(-b.rate[opts] * t),
+                                b.quantity[opts] * self.rev.opt_scale[opts],
+                                np.arange(opts.size, dtype=np.int64), opts.size, lx_r, ly_r,
+                                L.hx, L.hy, L.max_nodes)
+        else:
+            lat = empty_lattice()
+        n_v = len(shocks)
+        # scenario j = move * n_v + shock: moves and vol shocks are separable (grid axes)
+        dlx_m = np.ascontiguousarray(dlx[::n_v])
+        dly_v = np.ascontiguousarray(dly[:n_v])
+        lyf_v = np.ascontiguousarray(lyf[:n_v])
+        worst_tot = np.full(B, -np.inf)
+        worst_und = np.full((B, n_u), -np.inf)
+        grid_scan(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy, u_of,
+                  np.ascontiguousarray(slx), np.ascontiguousarray(sly), dlx_m, dly_v, lyf_v,
+                  np.ascontiguousarray(lin), np.ascontiguousarray(m_und[::n_v]), worst_tot,
+                  worst_und)
+        return worst_tot, worst_und
 
     def margins(self, st: StepStates, method: str) -> tuple[FloatArray, FloatArray]:
-        pnl = self._pnl_proxy(st) if method == "proxy" else self._pnl_exact(st)
         b = self.book
+        if method == "proxy":
+            worst_tot, worst_u = self._proxy_worst(st)
+        else:
+            pnl = self._pnl_exact(st)
+            worst_u = (-pnl).max(axis=1).T if pnl.shape[1] else np.zeros((st.n_states,
+                                                                            self.rev.n_u))
+            worst_tot = ((-pnl.sum(axis=0)).max(axis=0) if pnl.shape[1]
+                         else np.zeros(st.n_states))
         groups = ([list(range(self.rev.n_u))] if self.cross
                   else [[u] for u in range(self.rev.n_u)])
         im = np.zeros(st.n_states)
         for g in groups:
-            total = pnl[g].sum(axis=0)  # (n_scen, n_states)
-            loss = (np.maximum(0.0, -total.min(axis=0)) if total.shape[0]
-                    else np.zeros(st.n_states))
+            loss = np.maximum(0.0, worst_tot if self.cross else worst_u[:, g[0]])
             minimum = np.zeros(st.n_states)
             for u in g:
                 m = st.alive & b.is_option & (b.underlying_idx == u)
@@ -382,58 +427,82 @@ class HistoryEvaluator:
                             L.hx, L.hy, L.max_nodes)
         return lat, sel
 
-    def _pnl_proxy(self, s: _Set, st: StepStates, lat: Any, coef: FloatArray) -> FloatArray:
+    def _proxy_tops(self, s: _Set, st: StepStates, lat: Any, coef: FloatArray,
+                    per_und: bool) -> tuple[FloatArray, FloatArray]:
+        """Descending largest losses per state, total (n_states, K) and per underlying."""
         n_u = self.rev.n_u
         kr, kv = self._scales(s, st)
-        out = np.zeros((s.n, st.n_states, n_u))
-        if lat is not None:
-            lyf = np.full((s.n, n_u), -np.inf)
-            lattice_pnl(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy,
-                        np.ascontiguousarray(np.log(st.x)), np.ascontiguousarray(np.log(st.y)),
-                        np.ascontiguousarray(kr), np.ascontiguousarray(kv), s.shocks_r,
-                        s.shocks_v, lyf, np.arange(n_u, dtype=np.int64), out)
-        moves = np.exp(s.shocks_r[:, None, :] * kr[None, :, :]) - 1.0  # (n_scen, B, n_u)
-        out += moves * coef[None, :, :]
-        return np.moveaxis(out, 2, 0)
+        K = tail_size(s.n, *self.args[:3])
+        top_tot = np.full((st.n_states, K), -np.inf)
+        top_und = np.full((st.n_states, n_u, K if per_und else 0), -np.inf)
+        if s.n == 0:
+            return top_tot, top_und
+        lat = lat if lat is not None else empty_lattice()
+        n_g = lat.values.shape[0]
+        lyf = np.full((s.n, n_g), -np.inf)
+        tail_scan(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy,
+                  np.arange(n_g, dtype=np.int64), np.ascontiguousarray(np.log(st.x)),
+                  np.ascontiguousarray(np.log(st.y)), np.ascontiguousarray(kr),
+                  np.ascontiguousarray(kv), s.shocks_r[:, :n_g], s.shocks_v[:, :n_g], lyf,
+                  np.ascontiguousarray(coef), s.shocks_r, np.expm1(s.shocks_r), top_tot,
+                  top_und)
+        return top_tot, top_und
 
-    # -- measures ---------------------------------------------------------------------------
-    def _measure_of(self, pnl: FloatArray) -> FloatArray:
-        """``measure_of`` per state from per-underlying P&L (n_u, n_scen, n_states)."""
-        if pnl.shape[1] == 0:
-            return np.zeros(pnl.shape[2])
-        if self.core.cross_offset:
-            return measure_columns(-pnl.sum(axis=0), *self.args)
-        return np.asarray(sum(measure_columns(-pnl[u], *self.args)
-                              for u in range(pnl.shape[0])), dtype=np.float64)
+    def _set_measures(self, name: str, st: StepStates, method: str, lat: Any,
+                      coef: FloatArray) -> dict[str, FloatArray]:
+        """``measure`` (``measure_of``), ``per_und`` measures, ``worst`` total loss per state."""
+        s = self.sets[name]
+        a = self.args
+        cross = self.core.cross_offset
+        per_needed = (not cross) or (name == "core" and self.is_dynamic
+                                     and self.con.get("enabled", True))
+        out: dict[str, FloatArray] = {}
+        if method == "proxy":
+            tt, tu = self._proxy_tops(s, st, lat, coef, per_needed)
+            if name in ("hist", "hyp"):
+                return {"worst": tt[:, 0]}
+            if cross:
+                out["measure"] = measure_from_top(tt, s.n, *a)
+            if per_needed:
+                out["per_und"] = np.stack([measure_from_top(tu[:, u], s.n, *a)
+                                           for u in range(self.rev.n_u)])
+        else:
+            pnl = self._pnl_exact(s, st)
+            if name in ("hist", "hyp"):
+                return {"worst": (-pnl.sum(axis=0)).max(axis=0)}
+            if cross:
+                out["measure"] = measure_columns(-pnl.sum(axis=0), *a)
+            if per_needed:
+                out["per_und"] = np.stack([measure_columns(-pnl[u], *a)
+                                           for u in range(self.rev.n_u)])
+        if not cross:
+            out["measure"] = np.asarray(out["per_und"].sum(axis=0), dtype=np.float64)
+        return out
 
     def margins(self, st: StepStates, method: str) -> tuple[FloatArray, FloatArray]:
-        pnls: dict[str, FloatArray] = {}
+        lat, coef = None, np.zeros((st.n_states, self.rev.n_u))
         if method == "proxy":
             lat, _ = self._lattice(st)
             coef = self.rev.linear_coef(st, st.alive)
-            for k, s in self.sets.items():
-                pnls[k] = self._pnl_proxy(s, st, lat, coef)
-        else:
-            for k, s in self.sets.items():
-                pnls[k] = self._pnl_exact(s, st)
-        m_core = self._measure_of(pnls["core"])
+        res = {k: self._set_measures(k, st, method, lat, coef) for k in self.sets}
+        m_core = res["core"]["measure"]
         if not self.is_dynamic or not len(self.book):
             return m_core, self.mm_fraction * m_core
         a = m_core
-        if "stressed" in pnls:
-            a = (1.0 - self.w) * m_core + self.w * self._measure_of(pnls["stressed"])
-        if "floor" in pnls:
-            a = np.maximum(a, self._measure_of(pnls["floor"]))
+        if "stressed" in res:
+            a = (1.0 - self.w) * m_core + self.w * res["stressed"]["measure"]
+        if "floor" in res:
+            a = np.maximum(a, res["floor"]["measure"])
         a = a * (1.0 + self.buffer)
         s_loss = np.zeros(st.n_states)
         for k in ("hist", "hyp"):
-            if k in pnls:
-                s_loss = np.maximum(s_loss, (-pnls[k].sum(axis=0)).max(axis=0))
+            if k in res:
+                s_loss = np.maximum(s_loss, res[k]["worst"])
         c = np.maximum(a, self.floor_fraction * s_loss)
-        im = c + self._addons(st, pnls["core"])
+        im = c + self._addons(st, res["core"].get("per_und"))
         return im, self.mm_fraction * im
 
-    def _addons(self, st: StepStates, core_pnl: FloatArray) -> FloatArray:
+    def _addons(self, st: StepStates, core_per_und: FloatArray | None) -> FloatArray:
         b = self.book
         total = np.zeros(st.n_states)
         sel = np.flatnonzero(st.alive).astype(np.int64)
@@ -460,7 +529,8 @@ class HistoryEvaluator:
                                                            0.0))
             if self.con.get("enabled", True):
                 ratio = size_ratio(q, self.adv[u], self.h)
-                base = measure_columns(-core_pnl[u], *self.args)
+                assert core_per_und is not None
+                base = core_per_und[u]
                 total += concentration_addon(base, ratio, float(self.con.get("threshold", 0.01)),
                                              float(self.con.get("slope", 1.0)))
         if self.fun.get("enabled", True):

@@ -122,3 +122,61 @@ def test_lattice_kernel_equals_numpy_twin() -> None:
     direct = float(np.sum(w[g0] * black76_price(f[g0] * np.exp(lx), k[g0], t[g0],
                                                 v[g0] * np.exp(ly), c[g0].astype(bool))))
     assert lat.values[0, i, j] == pytest.approx(direct, rel=1e-12)
+
+
+def test_fused_scans_equal_their_numpy_twin() -> None:
+    from marginproof.forecast.lattice import grid_scan, tail_scan, tail_scan_reference
+
+    rng = np.random.default_rng(9)
+    n_opt, n_u = 6, 2
+    grp = np.array([0, 0, 0, 1, 1, 1], np.int64)
+    lat = build_lattice(rng.uniform(900, 1100, n_opt), rng.uniform(800, 1200, n_opt),
+                        rng.uniform(0.02, 0.5, n_opt), rng.uniform(0.3, 0.9, n_opt),
+                        (rng.random(n_opt) < 0.5).astype(float), np.ones(n_opt),
+                        rng.normal(0, 3, n_opt), np.arange(n_opt), n_opt,
+                        np.array([[-0.5, 0.5]] * n_opt), np.array([[-0.8, 0.8]] * n_opt),
+                        0.02, 0.04)
+    B, n_m, n_v = 13, 7, 3
+    slx, sly = rng.uniform(-0.1, 0.1, (B, n_u)), rng.uniform(-0.2, 0.2, (B, n_u))
+    kx = np.where(rng.random((B, n_u)) < 0.5, 1.0, rng.uniform(0.9, 1.2, (B, n_u)))
+    ky = rng.uniform(0.9, 1.2, (B, n_u))
+    dlx = rng.uniform(-0.3, 0.3, (n_m * n_v, n_opt))
+    dly = rng.uniform(-0.4, 0.4, (n_m * n_v, n_opt))
+    lyf = np.where(rng.random((n_m * n_v, n_opt)) < 0.3, 0.1, -np.inf)
+    lin = rng.normal(0, 1e4, (B, n_u))
+    r_und = rng.uniform(-0.2, 0.2, (n_m * n_v, n_u))
+    for k_tot, k_und in ((5, 5), (1, 0)):
+        tt = np.full((B, k_tot), -np.inf)
+        tu = np.full((B, n_u, k_und), -np.inf)
+        tail_scan(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy, grp, slx, sly, kx, ky, dlx, dly,
+                  lyf, lin, r_und, np.expm1(r_und), tt, tu)
+        rt, ru = tail_scan_reference(lat, grp, slx, sly, kx, ky, dlx, dly, lyf, lin, r_und,
+                                     k_tot, k_und)
+        assert np.allclose(tt, rt, rtol=1e-10, atol=1e-6)
+        assert np.allclose(tu, ru, rtol=1e-10, atol=1e-6)
+    # grid structure: moves x vol shocks, unit scales
+    dlx_g = np.repeat(dlx[:n_m], n_v, axis=0)
+    dly_g = np.tile(dly[:n_v], (n_m, 1))
+    lyf_g = np.tile(lyf[:n_v], (n_m, 1))
+    m_und = np.repeat(np.expm1(r_und[:n_m]), n_v, axis=0)
+    one = np.ones((B, n_u))
+    rt, ru = tail_scan_reference(lat, grp, slx, sly, one, one, dlx_g, dly_g, lyf_g, lin,
+                                 np.log1p(m_und), 1, 1)
+    wt, wu = np.full(B, -np.inf), np.full((B, n_u), -np.inf)
+    grid_scan(lat.values, lat.lx0, lat.ly0, lat.hx, lat.hy, grp, slx, sly, dlx[:n_m],
+              dly[:n_v], lyf[:n_v], lin, m_und[::n_v], wt, wu)
+    assert np.allclose(wt, rt[:, 0], rtol=1e-10, atol=1e-6)
+    assert np.allclose(wu, ru[:, :, 0], rtol=1e-10, atol=1e-6)
+
+
+def test_measure_from_top_equals_the_measures() -> None:
+    from marginproof.forecast.evaluators import measure_columns, measure_from_top, tail_size
+
+    rng = np.random.default_rng(5)
+    for n in (500, 123, 1148, 63):
+        a = rng.standard_t(3, (n, 9))
+        for measure in ("es", "var"):
+            k = tail_size(n, 0.99, 0.975, measure)
+            top = -np.sort(-a, axis=0)[:k].T
+            assert np.allclose(measure_from_top(top, n, 0.99, 0.975, measure, 1.3),
+                               measure_columns(a, 0.99, 0.975, measure, 1.3), rtol=1e-12)
