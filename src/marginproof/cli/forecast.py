@@ -56,17 +56,17 @@ def render(r: Any) -> None:
                     if c.startswith("P(") else _usd(float(row[c])) for c in df.columns))
     console.print(q)
     if r.call_levels:
-        c = Table(title="call levels: move of one underlying (others follow their conditional "
-                        "expectation) at which the status changes")
+        lt = Table(title="call levels: move of one underlying (others follow their conditional "
+                         "expectation) at which the status changes")
         for col in ("underlying", "index", "call down", "call up", "liquidation down",
                     "liquidation up"):
-            c.add_column(col, justify="right")
+            lt.add_column(col, justify="right")
         for lv in r.call_levels:
-            def mv(m: float | None) -> str:
+            def mv(m: float | None, lv: Any = lv) -> str:
                 return "-" if m is None else f"{m:+.1%} ({lv.price(m):,.0f})"
-            c.add_row(lv.underlying, _fmt(lv.index), mv(lv.call_down), mv(lv.call_up),
-                      mv(lv.liquidation_down), mv(lv.liquidation_up))
-        console.print(c)
+            lt.add_row(lv.underlying, _fmt(lv.index), mv(lv.call_down), mv(lv.call_up),
+                       mv(lv.liquidation_down), mv(lv.liquidation_up))
+        console.print(lt)
 
 
 def register(app: typer.Typer) -> None:

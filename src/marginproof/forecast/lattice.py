@@ -145,7 +145,7 @@ def _lookup(v: np.ndarray, g: int, lx0: float, hx: float, ly0: float, hy: float,
     return float(c0 + ty * (c1 - c0))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def lattice_pnl(values: np.ndarray, lx0: np.ndarray, ly0: np.ndarray, hx: np.ndarray,
                 hy: np.ndarray, state_lx: np.ndarray, state_ly: np.ndarray,
                 kx: np.ndarray, ky: np.ndarray, dlx: np.ndarray, dly: np.ndarray,
@@ -229,7 +229,7 @@ def _insert(buf: np.ndarray, s: int, k: int, v: float) -> None:
     buf[s, i] = v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def tail_scan(values: np.ndarray, lx0: np.ndarray, ly0: np.ndarray, hx: np.ndarray,
               hy: np.ndarray, grp_und: np.ndarray, slx: np.ndarray, sly: np.ndarray,
               kx: np.ndarray, ky: np.ndarray, dlx: np.ndarray, dly: np.ndarray,
@@ -327,7 +327,7 @@ def tail_scan_reference(lat: Lattice | None, grp_und: NDArray[np.int64], slx: Fl
     return top_tot, top_und
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def grid_scan(values: np.ndarray, lx0: np.ndarray, ly0: np.ndarray, hx: np.ndarray,
               hy: np.ndarray, grp_und: np.ndarray, slx: np.ndarray, sly: np.ndarray,
               dlx_m: np.ndarray, dly_v: np.ndarray, lyf_v: np.ndarray, lin_coef: np.ndarray,

@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from marginproof.forecast.result import ForecastResult  # noqa: E402
 from marginproof.reports.figures import _save, _usd  # noqa: E402
@@ -25,7 +27,7 @@ from marginproof.reports.html import Report  # noqa: E402
 _BANDS = ((0.01, 0.99, 0.12), (0.05, 0.95, 0.22), (0.25, 0.75, 0.38))
 
 
-def _band(ax: plt.Axes, r: ForecastResult, what: str, colour: str, label: str) -> None:
+def _band(ax: Axes, r: ForecastResult, what: str, colour: str, label: str) -> None:
     lv = r.quantile_levels
     for lo, hi, alpha in _BANDS:
         if lo in lv and hi in lv:
@@ -45,7 +47,7 @@ def fan_chart(r: ForecastResult, path: Path, title: str | None = None) -> Path:
     if 0.5 in r.quantile_levels:
         a1.plot(r.hours, r.quantile("mm", 0.5), color="#c8322d", lw=1.0, ls="--",
                 label="MM median")
-    a1.yaxis.set_major_formatter(plt.FuncFormatter(_usd))
+    a1.yaxis.set_major_formatter(FuncFormatter(_usd))
     a1.set_ylabel("USD")
     a1.legend(loc="best", fontsize=8, ncol=2)
     a1.grid(alpha=0.3)
@@ -53,7 +55,7 @@ def fan_chart(r: ForecastResult, path: Path, title: str | None = None) -> Path:
                  f"UTC ({r.details.get('n_paths')} paths, seed {r.seed})", fontsize=10)
     _band(a3, r, "excess", "#2e7d32", "excess")
     a3.axhline(0.0, color="#7a1f1f", lw=1.2, label="liquidation (equity = MM)")
-    a3.yaxis.set_major_formatter(plt.FuncFormatter(_usd))
+    a3.yaxis.set_major_formatter(FuncFormatter(_usd))
     a3.set_ylabel("excess = equity - MM (USD)")
     a3.legend(loc="best", fontsize=8, ncol=2)
     a3.grid(alpha=0.3)
