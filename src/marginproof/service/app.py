@@ -11,6 +11,7 @@ from marginproof.bootstrap import Container
 from marginproof.service import errors
 from marginproof.service.guard import RequestGuard
 from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
+from marginproof.service.routes import forecast as forecast_routes
 from marginproof.service.stream import Fanout
 from marginproof.web.router import router as web_router
 
@@ -37,9 +38,15 @@ def create_app(container: Container, manage_lifecycle: bool = True,
         app.state.fanout = fanout
         if container.bus is not None:
             await fanout.start(container.bus)
+        from marginproof.service.forecasting import MarginWarnings
+
+        app.state.margin_warnings = MarginWarnings(container)
+        if manage_lifecycle and start_engines:
+            await app.state.margin_warnings.start()
         try:
             yield
         finally:
+            await app.state.margin_warnings.stop()
             await fanout.stop()
             if manage_lifecycle:
                 await container.stop()
@@ -51,7 +58,7 @@ def create_app(container: Container, manage_lifecycle: bool = True,
     app.add_middleware(RequestGuard, container=container, limiter=container.limiter,
                        max_body_bytes=s.max_body_bytes)
     errors.install(app)
-    for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
-              stream.router, web_router):
+    for r in (system.router, accounts.router, forecast_routes.router, parameters.router,
+              whatif.router, keys.router, stream.router, web_router):
         app.include_router(r)
     return app
