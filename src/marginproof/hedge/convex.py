@@ -230,19 +230,22 @@ class LinearProgram:
                        constraints=LinearConstraint(a, lo, hi) if a.shape[0] else None,
                        options=opts)
             msg = str(res.message)
+            dual = getattr(res, "mip_dual_bound", None)
             if res.x is None:
                 status = "infeasible" if res.status == 2 else "failed"
+                if has_int and dual is not None and math.isfinite(float(dual)):
+                    bound = float(dual) + objective.const
                 break
             values = np.asarray(res.x, np.float64)
             fun = float(res.fun) + objective.const
             gap = float(getattr(res, "mip_gap", 0.0) or 0.0) if has_int else 0.0
-            dual = getattr(res, "mip_dual_bound", None)
             bound = (float(dual) + objective.const) if (has_int and dual is not None) else fun
             status = "optimal" if res.status == 0 else "time_limit"
             added = sum(node.refine(self, values) for node in self.lazy)
-            if added == 0 or time.perf_counter() - t0 > time_limit:
-                if added:
-                    status = "time_limit"
+            if added == 0:
+                break
+            status = "time_limit"  # rows still violated: a relaxation until solved again
+            if time.perf_counter() - t0 > time_limit:
                 break
         return Solution(values, fun, status, gap, bound, rounds, self.n_rows, self.n_vars,
                         time.perf_counter() - t0, msg)
@@ -269,6 +272,41 @@ class Node(ABC):
 
     def children(self) -> Sequence[Node]:
         return ()
+
+    @abstractmethod
+    def batch(self, xs: FloatArray) -> FloatArray:
+        """Values at many trades at once: ``xs`` (m, G) -> (G,)."""
+
+    @abstractmethod
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        """Values along the coordinate lines through ``x0`` (default 0): ``ts`` (m, G) ->
+        (m, G), entry ``(c, g)`` at the trade ``x0 + ts[c, g] * e_c``."""
+
+    @abstractmethod
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        """The same function of the trade ``x[cols]`` only (other legs held at zero)."""
+
+
+def restrict(node: Node, cols: Sequence[int] | IntArray) -> Node:
+    """``node`` as a function of the legs ``cols`` only; shared sub-expressions stay shared
+    and lazy scenario nodes keep the rows found active so far (``seed``)."""
+    return node._restrict(np.asarray(cols, np.int64), {})
+
+
+def _memo(node: Node, memo: dict[int, Node], build: Any) -> Node:
+    key = id(node)
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]
+
+
+def harvest(lp: LinearProgram) -> None:
+    """Remember on each lazy node the rows active in ``lp`` (next programmes start there)."""
+    for node in lp.lazy:
+        if isinstance(node, _Rows):
+            active = lp.state[id(node)][-1]
+            rows = np.flatnonzero(active)
+            node.seed = rows if node.seed is None else np.union1d(node.seed, rows)
 
 
 def walk(root: Node) -> list[Node]:
@@ -304,6 +342,18 @@ class Lin(Node):
     def value(self, x: FloatArray) -> float:
         return self.c0 + float(self.c @ x)
 
+    def batch(self, xs: FloatArray) -> FloatArray:
+        out: FloatArray = self.c0 + self.c @ xs
+        return out
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        c0 = self.c0 if x0 is None else self.c0 + float(self.c @ x0)
+        out: FloatArray = c0 + self.c[:, None] * ts
+        return out
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        return _memo(self, memo, lambda: Lin(self.c[cols], self.c0))
+
     def emit(self, lp: LinearProgram) -> Aff:
         nz = np.flatnonzero(self.c)
         return Aff({int(i): float(self.c[i]) for i in nz}, self.c0)
@@ -335,6 +385,24 @@ class Sum(Node):
     def value(self, x: FloatArray) -> float:
         return self.const + sum(w * n.value(x) for w, n in self.terms)
 
+    def batch(self, xs: FloatArray) -> FloatArray:
+        out = np.full(xs.shape[1], self.const)
+        for w, n in self.terms:
+            if w != 0.0:
+                out += w * n.batch(xs)
+        return out
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        out = np.full(ts.shape, self.const)
+        for w, n in self.terms:
+            if w != 0.0:
+                out += w * n.line(ts, x0)
+        return out
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        return _memo(self, memo, lambda: Sum([(w, n._restrict(cols, memo))
+                                              for w, n in self.terms], self.const))
+
     def emit(self, lp: LinearProgram) -> Aff:
         out = Aff(None, self.const)
         for w, n in self.terms:
@@ -356,6 +424,19 @@ class Max(Node):
 
     def value(self, x: FloatArray) -> float:
         return max(n.value(x) for n in self.items)
+
+    def batch(self, xs: FloatArray) -> FloatArray:
+        out: FloatArray = np.max(np.stack([n.batch(xs) for n in self.items]), axis=0)
+        return out
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        out = self.items[0].line(ts, x0)
+        for n in self.items[1:]:
+            out = np.maximum(out, n.line(ts, x0))
+        return out
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        return _memo(self, memo, lambda: Max([n._restrict(cols, memo) for n in self.items]))
 
     def emit(self, lp: LinearProgram) -> Aff:
         if len(self.items) == 1:
@@ -389,9 +470,25 @@ class _Rows(Node):
         if self.a.ndim != 2 or self.a.shape[0] != self.base.shape[0]:
             raise ValueError("A must have shape (n_rows, m) matching base")
         self.initial = initial
+        self.seed: IntArray | None = None
 
     def losses(self, x: FloatArray) -> FloatArray:
         out: FloatArray = self.base + self.a @ x
+        return out
+
+    def batch_losses(self, xs: FloatArray) -> FloatArray:
+        out: FloatArray = self.base[:, None] + self.a @ xs
+        return out
+
+    def _line(self, ts: FloatArray, x0: FloatArray | None, reduce: Any) -> FloatArray:
+        m, g = ts.shape
+        out = np.empty((m, g))
+        base = self.base if x0 is None else self.base + self.a @ x0
+        step = max(1, int(4_000_000 // max(1, self.base.shape[0] * g)))
+        for i in range(0, m, step):
+            j = min(m, i + step)
+            loss = (base[:, None, None] + self.a[:, i:j, None] * ts[None, i:j, :])
+            out[i:j] = reduce(loss.reshape(self.base.shape[0], -1)).reshape(j - i, g)
         return out
 
     def _first_rows(self, lp: LinearProgram, r: int) -> IntArray:
@@ -402,7 +499,8 @@ class _Rows(Node):
         at0 = self.base
         top = np.argpartition(-at, r - 1)[:r]
         top0 = np.argpartition(-at0, r - 1)[:r]
-        return np.unique(np.concatenate([top, top0])).astype(np.int64)
+        parts = [top, top0] + ([self.seed] if self.seed is not None else [])
+        return np.unique(np.concatenate(parts)).astype(np.int64)
 
     @staticmethod
     def _tol(level: float) -> float:
@@ -414,6 +512,20 @@ class ScenMax(_Rows):
 
     def value(self, x: FloatArray) -> float:
         return float(self.losses(x).max()) if self.base.size else -INF
+
+    def batch(self, xs: FloatArray) -> FloatArray:
+        out: FloatArray = self.batch_losses(xs).max(axis=0)
+        return out
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        return self._line(ts, x0, lambda a: a.max(axis=0))
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        def build() -> Node:
+            n = ScenMax(self.base, self.a[:, cols], self.initial)
+            n.seed = self.seed
+            return n
+        return _memo(self, memo, build)
 
     def emit(self, lp: LinearProgram) -> Aff:
         r = lp.new_var()
@@ -456,6 +568,19 @@ class ScenES(_Rows):
 
     def value(self, x: FloatArray) -> float:
         return es_of_losses(self.losses(x), self.k)
+
+    def batch(self, xs: FloatArray) -> FloatArray:
+        return es_batch(self.batch_losses(xs), self.k)
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        return self._line(ts, x0, lambda a: es_batch(a, self.k))
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        def build() -> Node:
+            n = ScenES(self.base, self.a[:, cols], self.k, self.initial)
+            n.seed = self.seed
+            return n
+        return _memo(self, memo, build)
 
     def emit(self, lp: LinearProgram) -> Aff:
         t = lp.new_var()
@@ -503,6 +628,22 @@ def es_of_losses(losses: FloatArray, k: float) -> float:
     return total / k
 
 
+def es_batch(losses: FloatArray, k: float) -> FloatArray:
+    """:func:`es_of_losses` of every column of ``losses`` (n, G)."""
+    n = losses.shape[0]
+    k = min(k, float(n))
+    m = int(math.floor(k + 1e-12))
+    frac = k - m
+    top = min(m + 1, n)
+    part = -np.partition(-losses, top - 1, axis=0)[:top] if top < n else losses
+    srt = -np.sort(-part, axis=0)
+    total = srt[:m].sum(axis=0)
+    if frac > 1e-12 and m < n:
+        total = total + frac * srt[m]
+    out: FloatArray = total / k
+    return out
+
+
 class PowAbs(Node):
     """``coef * |c0 + c @ x| ** p`` (``p >= 1``, ``coef >= 0``) by tangent cuts.
 
@@ -520,6 +661,21 @@ class PowAbs(Node):
 
     def value(self, x: FloatArray) -> float:
         return float(self.coef * abs(self.lin.value(x)) ** self.p)
+
+    def batch(self, xs: FloatArray) -> FloatArray:
+        out: FloatArray = self.coef * np.abs(self.lin.batch(xs)) ** self.p
+        return out
+
+    def line(self, ts: FloatArray, x0: FloatArray | None = None) -> FloatArray:
+        out: FloatArray = self.coef * np.abs(self.lin.line(ts, x0)) ** self.p
+        return out
+
+    def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
+        def build() -> Node:
+            lin = self.lin._restrict(cols, memo)
+            assert isinstance(lin, Lin)
+            return PowAbs(lin, self.coef, self.p, self.scale)
+        return _memo(self, memo, build)
 
     def _cut(self, lp: LinearProgram, s: int, q0: float) -> None:
         g = self.coef * abs(q0) ** self.p

@@ -25,8 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,9 @@ from numpy.typing import NDArray
 
 from marginproof.errors import InputError, MarginproofError
 from marginproof.hedge.candidates import CandidateSet
-from marginproof.hedge.convex import INF, Aff, LinearProgram, Solution
+from marginproof.hedge.cardinality import best_subset
+from marginproof.hedge.convex import INF, Solution
+from marginproof.hedge.program import solve_program
 from marginproof.hedge.quotes import round_to_lot
 from marginproof.hedge.result import HedgeResult, HedgeTrade
 from marginproof.hedge.surrogates import (
@@ -161,12 +162,17 @@ class _Evaluator:
         return self.natural(self.rounded(x_scaled))
 
     def best_rounding(self, x_scaled: FloatArray, rhs: float | None, w: float,
-                      max_legs: int = 3) -> _Point:
+                      max_legs: int = 3, k: int | None = None) -> _Point:
         """Best of the lot roundings of ``x``: every floor/ceil combination when at most
-        ``max_legs`` legs trade, else the nearest lots."""
-        q = np.asarray(x_scaled, np.float64) * self.units
-        near = self.rounded(x_scaled)
-        legs = [i for i in range(q.size) if abs(q[i]) > 1e-12]
+        ``max_legs`` legs trade, else the nearest lots; never more than ``k`` legs."""
+        x = np.where(np.abs(x_scaled) > 1e-9, x_scaled, 0.0)
+        q = x * self.units
+        near = self.rounded(x)
+        legs = [i for i in range(q.size) if q[i] != 0.0]
+        if k is not None and len(legs) > k:  # keep the k largest legs (coin-equivalent)
+            keep = sorted(legs, key=lambda i: -abs(x[i]))[:k]
+            near = np.where(np.isin(np.arange(q.size), keep), near, 0.0)
+            legs = sorted(keep)
         best = self.natural(near)
         if not legs or len(legs) > max_legs:
             return best
@@ -184,81 +190,6 @@ class _Evaluator:
             if _better(p, best, rhs, w):
                 best = p
         return best
-
-
-@dataclass
-class _Program:
-    lp: LinearProgram
-    im: Aff
-    cost: Aff
-    z: list[int] = field(default_factory=list)
-
-
-def _build(sur: Surrogate, cands: CandidateSet, at: FloatArray, k: int | None,
-           fix: Sequence[int] | None = None) -> _Program:
-    """Trade variables, book-walk cost, the surrogate's IM; selection binaries when ``k``.
-
-    ``fix``: only these candidates may trade (the others are held at zero).
-    """
-    m = len(cands)
-    units = np.array([c.unit for c in cands.candidates])
-    lb = np.array([-c.max_sell for c in cands.candidates]) / units
-    ub = np.array([c.max_buy for c in cands.candidates]) / units
-    if fix is not None:
-        mask = np.zeros(m, bool)
-        mask[list(fix)] = True
-        lb = np.where(mask, lb, 0.0)
-        ub = np.where(mask, ub, 0.0)
-    lp = LinearProgram(m, lb, ub, hint=at)
-    cost = Aff()
-    z: list[int] = []
-    for i, c in enumerate(cands.candidates):
-        lad = c.ladder
-        if ub[i] == 0.0 and lb[i] == 0.0:
-            continue
-        row = Aff({i: 1.0})
-        buys, sells = [], []
-        for cst, sz in zip(lad.buy_cost, lad.buy_size, strict=True):
-            v = lp.new_var(0.0, float(sz) / units[i])
-            row.coef[v] = -1.0
-            cost.coef[v] = float(cst) * units[i]
-            buys.append(v)
-        for cst, sz in zip(lad.sell_cost, lad.sell_size, strict=True):
-            v = lp.new_var(0.0, float(sz) / units[i])
-            row.coef[v] = 1.0
-            cost.coef[v] = float(cst) * units[i]
-            sells.append(v)
-        lp.add_eq(row)
-        if k is not None:
-            zi = lp.new_var(0.0, 1.0, integer=True)
-            z.append(zi)
-            if lad.fixed_fee_usd:
-                cost.coef[zi] = lad.fixed_fee_usd
-            if buys:
-                lp.add_row(Aff({**{v: 1.0 for v in buys}, zi: -ub[i]}))
-            if sells:
-                lp.add_row(Aff({**{v: 1.0 for v in sells}, zi: lb[i]}))
-    if k is not None and z:
-        lp.add_row(Aff(dict.fromkeys(z, 1.0)), -INF, float(k))
-    im = lp.emit(sur.im_usd)
-    for con in sur.constraints:
-        lp.add_row(lp.emit(con))
-    return _Program(lp, im, cost, z)
-
-
-def _solve(sur: Surrogate, cands: CandidateSet, at: FloatArray, k: int | None,
-           rhs: float | None, w: float, time_limit: float, mip_gap: float,
-           fix: Sequence[int] | None = None) -> tuple[FloatArray | None, Solution]:
-    prog = _build(sur, cands, at, k, fix)
-    if rhs is None:
-        obj = Aff(prog.im.coef, prog.im.const).add(prog.cost)
-    else:
-        obj = Aff(prog.cost.coef, prog.cost.const)
-        prog.lp.add_row(Aff(prog.im.coef, prog.im.const).add(prog.cost, w), -INF, rhs)
-    sol = prog.lp.solve(obj, time_limit=time_limit, mip_rel_gap=mip_gap)
-    if sol.status in ("infeasible", "failed"):
-        return None, sol
-    return sol.values[: len(cands)].copy(), sol
 
 
 def _better(a: _Point, b: _Point, rhs: float | None, w: float) -> bool:
@@ -307,14 +238,6 @@ def _polish(ev: _Evaluator, start: _Point, rhs: float | None, w: float, budget: 
     return best
 
 
-def _exact_subsets(m: int, k: int) -> list[tuple[int, ...]] | None:
-    """The subsets of size ``k`` when enumerating them is cheaper than branch and bound."""
-    n = math.comb(m, k)
-    if n > 64:
-        return None
-    return list(itertools.combinations(range(m), k))
-
-
 def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapshot,
                   cands: CandidateSet, objective: str = "im_plus_cost",
                   target: Target | None = None, max_instruments: int | None = None,
@@ -360,8 +283,12 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
         raise InputError("positions", "the portfolio is empty: nothing to hedge")
     res0 = model.margin(portfolio, market)
     im0 = im_usd(res0, market)
-    rhs, w = (None, 1.0) if objective == "im_plus_cost" else target.bound(equity_usd)  # type: ignore[union-attr]
-    base: dict[str, Any] = {"objective": objective, "model": model.name, "params_hash": model.params_hash,
+    rhs: float | None = None
+    w = 1.0
+    if target is not None and objective == "target":
+        rhs, w = target.bound(equity_usd)
+    base: dict[str, Any] = {
+            "objective": objective, "model": model.name, "params_hash": model.params_hash,
             "market_timestamp": market.timestamp, "currency": res0.currency,
             "im_before": float(res0.initial_margin), "im_before_usd": im0,
             "mm_before": float(res0.maintenance_margin), "equity_before_usd": equity_usd,
@@ -416,40 +343,29 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
     timings = {"build_s": time.perf_counter() - t_b}
     ev = _Evaluator(model, portfolio, market, cands)
     p0 = ev(zero)
-    deadline = t0 + time_limit_s
+    deadline = t0 + 0.85 * time_limit_s  # the rest is for the real-model polish
     solver: dict[str, Any] = {"name": SOLVER, "rounds": 0, "solves": 0, "seconds": 0.0}
 
     def run(s: Surrogate, at: FloatArray, rhs_s: float | None) -> tuple[FloatArray | None,
                                                                          Solution | None]:
-        left = max(deadline - time.perf_counter(), 0.2)
         k = max_instruments
         if k is not None and k < m:
-            subsets = _exact_subsets(m, k)
-            if subsets is not None:  # exact enumeration: one small LP per subset
-                best_x, best_sol, best_f = None, None, INF
-                for sub in subsets:
-                    x, sol = _solve(s, cands, at, None, rhs_s, w, left / len(subsets), 0.0, sub)
-                    solver["solves"] += 1
-                    solver["seconds"] += sol.seconds
-                    if x is not None and sol.objective < best_f:
-                        best_x, best_sol, best_f = x, sol, sol.objective
-                solver["method"] = f"exact enumeration of {len(subsets)} subsets"
-                if best_sol is not None:
-                    best_sol.dual_bound = best_f
-                return best_x, best_sol
-            solver["method"] = "mixed-integer (branch and bound)"
-        else:
-            k = None
-            solver["method"] = "linear programme"
-        x, sol = _solve(s, cands, at, k, rhs_s, w, left, mip_rel_gap)
+            res = best_subset(s, cands, k, at, rhs_s, w, deadline, mip_gap=mip_rel_gap)
+            solver["solves"] += res.programmes
+            solver.update(method=res.method, proven_optimal=res.proven,
+                          surrogate_objective=res.objective, lower_bound=res.lower_bound,
+                          milp_status=res.milp_status)
+            sol = Solution(np.zeros(0), res.objective, "optimal" if res.proven else "heuristic",
+                           0.0, res.lower_bound, 0, 0, 0, 0.0, res.method)
+            return res.x, sol
+        left = max(deadline - time.perf_counter(), 0.2)
+        solver["method"] = "linear programme"
+        x, sol = solve_program(s, cands, at, None, rhs_s, w, left, mip_rel_gap)
         solver["solves"] += 1
         solver["seconds"] += sol.seconds
         solver["rounds"] += sol.rounds
-        solver.update(status=sol.status, rows=sol.rows, vars=sol.vars, mip_gap=sol.mip_gap,
-                      dual_bound=sol.dual_bound, surrogate_objective=sol.objective)
-        if x is None and k is not None and sol.status != "infeasible":
-            x = _greedy(s, cands, at, k, rhs_s, left)
-            solver["method"] += " timed out: greedy subset of the LP relaxation"
+        solver.update(status=sol.status, rows=sol.rows, vars=sol.vars,
+                      surrogate_objective=sol.objective)
         return x, sol
 
     t_s = time.perf_counter()
@@ -457,7 +373,7 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
     best = p0
     pts: list[_Point] = []
     if x is not None:
-        pts.append(ev.best_rounding(x, rhs, w))
+        pts.append(ev.best_rounding(x, rhs, w, k=max_instruments))
     # target: tighten the bound by the real violation (surrogate error, lot rounding) and
     # solve again until the real model agrees
     rhs_s = rhs
@@ -470,7 +386,7 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
         rhs_s = rhs_s - (2.0 ** i) * viol - 1e-6 * max(1.0, abs(rhs))
         x, sol = run(sur, zero, rhs_s)
         if x is not None:
-            pts.append(ev.best_rounding(x, rhs, w))
+            pts.append(ev.best_rounding(x, rhs, w, k=max_instruments))
     # majorise-minimise: rebuild a non-exact surrogate around the incumbent
     cur_sur = sur
     for _ in range(mm_rounds):
@@ -481,7 +397,7 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
         x2, sol2 = run(cur_sur, inc.q / ev.units, rhs_s)
         if x2 is None:
             break
-        p2 = ev.best_rounding(x2, rhs, w)
+        p2 = ev.best_rounding(x2, rhs, w, k=max_instruments)
         pts.append(p2)
         if not _better(p2, inc, rhs, w):
             break
@@ -498,11 +414,13 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
     timings["polish_s"] = time.perf_counter() - t_p
     solver["real_margin_calls"] = ev.calls
     solver["real_margin_s"] = ev.seconds
-    if sol is not None and max_instruments is not None:
-        lb = sol.dual_bound
+    if max_instruments is not None and "lower_bound" in solver:
+        lb, f_s = float(solver["lower_bound"]), float(solver["surrogate_objective"])
         f = best.objective(rhs, w)
-        if math.isfinite(lb) and math.isfinite(f) and f > 0:
-            solver["optimality_gap_vs_bound"] = max(0.0, (f - lb) / abs(f))
+        if math.isfinite(lb) and math.isfinite(f_s) and abs(f_s) > 0:
+            solver["surrogate_gap"] = max(0.0, (f_s - lb) / abs(f_s))
+        if math.isfinite(lb) and math.isfinite(f) and abs(f) > 0:
+            solver["gap_vs_bound"] = max(0.0, (f - lb) / abs(f))
 
     # decide
     if rhs is None:
@@ -540,18 +458,6 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
                       solver, timings)
     return finish("target_unreachable", "no trade within the size limits meets the target or "
                   "lowers the margin", None, sur, solver, timings)
-
-
-def _greedy(sur: Surrogate, cands: CandidateSet, at: FloatArray, k: int, rhs: float | None,
-            time_limit: float) -> FloatArray | None:
-    """Heuristic for a timed-out selection: the ``k`` largest legs of the LP relaxation,
-    re-optimised alone."""
-    x, _ = _solve(sur, cands, at, None, rhs, 1.0, time_limit / 2, 0.0)
-    if x is None:
-        return None
-    keep = [int(i) for i in np.argsort(-np.abs(x))[:k]]
-    x2, _ = _solve(sur, cands, at, None, rhs, 1.0, time_limit / 2, 0.0, keep)
-    return x2
 
 
 def equity_of(portfolio: Portfolio, collateral: dict[str, float], market: MarketSnapshot,

@@ -212,6 +212,24 @@ class CostLadder:
         total = float(take @ cost) + self.fixed_fee_usd
         return total, total - fee, fee
 
+    def cost_curve(self, quantities: FloatArray) -> FloatArray:
+        """Total cost (USD, fixed fee included) of each signed quantity, vectorised, shape
+        like ``quantities``; sizes beyond the depth cost ``inf``."""
+        q = np.asarray(quantities, np.float64)
+        out = np.zeros(q.shape)
+        for sign, size, cost in ((1.0, self.buy_size, self.buy_cost),
+                                 (-1.0, self.sell_size, self.sell_cost)):
+            sel = (q * sign) > 0.0
+            if not sel.any():
+                continue
+            a = np.abs(q[sel])
+            before = np.concatenate([[0.0], np.cumsum(size)[:-1]])
+            take = np.clip(a[:, None] - before[None, :], 0.0, size[None, :])
+            tot = take @ cost + self.fixed_fee_usd
+            tot[a > size.sum() * (1.0 + 1e-9) + 1e-12] = np.inf
+            out[sel] = tot
+        return out
+
     def average_price(self, quantity: float) -> float:
         """Size-weighted execution price in venue units."""
         if quantity == 0.0:
