@@ -563,7 +563,9 @@ class ScenES(_Rows):
         if not k > 0.0:
             raise ValueError("tail count must be positive")
         n = base.shape[0]
-        super().__init__(base, a, initial or max(2 * int(math.ceil(k)) + 16, 48))
+        # at least k + 1 rows from the start: with fewer the restricted form is unbounded in t
+        need = int(math.ceil(k)) + 1
+        super().__init__(base, a, max(initial or max(2 * need + 16, 48), need))
         self.k = min(float(k), float(n))
 
     def value(self, x: FloatArray) -> float:
@@ -577,7 +579,7 @@ class ScenES(_Rows):
 
     def _restrict(self, cols: IntArray, memo: dict[int, Node]) -> Node:
         def build() -> Node:
-            n = ScenES(self.base, self.a[:, cols], self.k, self.initial)
+            n = ScenES(self.base, self.a[:, cols], self.k, self.initial)  # keeps k + 1 rows
             n.seed = self.seed
             return n
         return _memo(self, memo, build)

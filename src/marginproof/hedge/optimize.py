@@ -369,11 +369,28 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
         return x, sol
 
     t_s = time.perf_counter()
-    x, sol = run(sur, zero, rhs)
+    work = sur
+    others: list[FloatArray] = []
+    if sur.alternatives is not None:  # the model is the minimum of these convex functions
+        alts = sur.alternatives()
+        share = max(0.05, (deadline - time.perf_counter()) * 0.4 / max(len(alts), 1))
+        scored: list[tuple[float, int, FloatArray]] = []
+        for i, a_sur in enumerate(alts):
+            xa, sa = solve_program(a_sur, cands, zero, None, rhs, w, share, 0.0)
+            if xa is not None:
+                scored.append((sa.objective, i, xa))
+        scored.sort(key=lambda t: (t[0], t[1]))
+        solver["alternatives"] = len(alts)
+        if scored:
+            work = alts[scored[0][1]]
+            others = [t[2] for t in scored[1:3]]
+    x, sol = run(work, zero, rhs)
     best = p0
     pts: list[_Point] = []
     if x is not None:
         pts.append(ev.best_rounding(x, rhs, w, k=max_instruments))
+    if max_instruments is None:
+        pts += [ev.best_rounding(xo, rhs, w) for xo in others]
     # target: tighten the bound by the real violation (surrogate error, lot rounding) and
     # solve again until the real model agrees
     rhs_s = rhs
@@ -384,11 +401,11 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
         if viol <= 0.0:
             break
         rhs_s = rhs_s - (2.0 ** i) * viol - 1e-6 * max(1.0, abs(rhs))
-        x, sol = run(sur, zero, rhs_s)
+        x, sol = run(work, zero, rhs_s)
         if x is not None:
             pts.append(ev.best_rounding(x, rhs, w, k=max_instruments))
     # majorise-minimise: rebuild a non-exact surrogate around the incumbent
-    cur_sur = sur
+    cur_sur = work
     for _ in range(mm_rounds):
         if cur_sur.relinearise is None or not pts or time.perf_counter() > deadline:
             break
@@ -441,11 +458,11 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
                       f"{rhs - w * best.cost:,.2f} USD for {best.cost:,.2f} USD", best, sur,
                       solver, timings)
     # unreachable: the trade that gets closest (minimise IM + cost)
-    alt = suggest_hedge(model, portfolio, market, cands, "im_plus_cost", None, max_instruments,
+    closest = suggest_hedge(model, portfolio, market, cands, "im_plus_cost", None, max_instruments,
                         equity_usd, max(deadline - time.perf_counter(), 0.5), mm_rounds,
                         polish_evals, mip_rel_gap)
-    if alt.status == "suggested":
-        q = np.array([{t.instrument: t.quantity for t in alt.trades}.get(c.name, 0.0)
+    if closest.status == "suggested":
+        q = np.array([{t.instrument: t.quantity for t in closest.trades}.get(c.name, 0.0)
                       for c in cands.candidates])
         pt_alt = ev.natural(q)
         short = pt_alt.violation(rhs, w)

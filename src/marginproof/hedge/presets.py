@@ -27,6 +27,7 @@ preset reports only the aggregated column P&L; a test checks that they reproduce
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -86,8 +87,17 @@ def _pm_pnl(p: PMPosition, params: Any) -> tuple[FloatArray, FloatArray]:
 
 
 def deribit_pm_surrogate(model: MarginModel, portfolio: Portfolio, market: MarketSnapshot,
-                         cands: CandidateSet, at: FloatArray | None = None) -> Surrogate:
-    """Deribit PM risk-matrix margin in USD (see module docstring)."""
+                         cands: CandidateSet, at: FloatArray | None = None,
+                         pieces: dict[tuple[str, bool], tuple[int, float]] | None = None
+                         ) -> Surrogate:
+    """Deribit PM risk-matrix margin in USD (see module docstring).
+
+    The extended table's edge (one per settlement currency and side) is a minimum of linear
+    pieces (scenario ``j`` of the edge move, times 1 or ``pnl_offset``); ``pieces`` fixes the
+    piece of each edge, otherwise the piece active at ``at`` is used. The preset's margin is the
+    minimum over every choice of pieces of these convex functions, so solving each choice
+    (``Surrogate.alternatives``, when there are few) gives its global optimum.
+    """
     assert isinstance(model, DeribitPMModel)
     m = len(cands)
     x_at = np.zeros(m) if at is None else np.asarray(at, np.float64)
@@ -108,6 +118,7 @@ def deribit_pm_surrogate(model: MarginModel, portfolio: Portfolio, market: Marke
     constraints: list[Node] = []
     constant = 0.0
     exact = True
+    options: dict[tuple[str, bool], list[tuple[int, float]]] = {}
     for ccy in ccys:
         usd = _usd_rate(ccy, market)
         cur = params["currency"][ccy]
@@ -138,10 +149,17 @@ def deribit_pm_surrogate(model: MarginModel, portfolio: Portfolio, market: Marke
             v_at = v0 + vc @ x_at
             items: list[Node] = []
             for ie, mv in enumerate(ext_moves):
-                side = np.arange(n_v) if mv < 0.0 else np.arange(n_std - n_v, n_std)
-                agg_at = np.where(v_at[side] > 0.0, k * v_at[side], v_at[side])
-                j = int(side[int(np.argmin(agg_at))])
-                kk = k if v_at[j] > 0.0 else 1.0
+                left = bool(mv < 0.0)
+                side = np.arange(n_v) if left else np.arange(n_std - n_v, n_std)
+                opts = [(int(j), 1.0) for j in side] + (
+                    [(int(j), k) for j in side] if k != 0.0 else [(int(side[0]), 0.0)])
+                options[(ccy, left)] = opts
+                if pieces is not None and (ccy, left) in pieces:
+                    j, kk = pieces[(ccy, left)]
+                else:
+                    agg_at = np.where(v_at[side] > 0.0, k * v_at[side], v_at[side])
+                    j = int(side[int(np.argmin(agg_at))])
+                    kk = k if v_at[j] > 0.0 else 1.0
                 edge = Lin(kk * vc[j], kk * v0[j])
                 ext = Lin(ec[ie], e0[ie])
                 items.append(Sum([(1.0, edge), (1.0, Max([-ext, ext.scaled(-k)]))]))
@@ -182,8 +200,20 @@ def deribit_pm_surrogate(model: MarginModel, portfolio: Portfolio, market: Marke
     def again(x: FloatArray) -> Surrogate:
         return deribit_pm_surrogate(model, portfolio, market, cands, x)
 
+    keys = sorted(options)
+    n_alt = int(np.prod([len(options[key]) for key in keys])) if keys else 0
+
+    def alternatives() -> list[Surrogate]:
+        out = []
+        for combo in itertools.product(*(options[key] for key in keys)):
+            out.append(deribit_pm_surrogate(model, portfolio, market, cands, x_at,
+                                            dict(zip(keys, combo, strict=True))))
+        return out
+
     return Surrogate(Sum(terms, constant), constraints, exact, notes,
-                     None if exact else again)
+                     None if exact else again,
+                     alternatives if (not exact and pieces is None and 1 < n_alt <= 64)
+                     else None)
 
 
 # -- derive-pmrm ----------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class Surrogate:
         What is held fixed or approximated.
     relinearise : callable or None
         ``relinearise(at)`` rebuilds the surrogate around the trade ``at`` (non-exact models).
+    alternatives : callable or None
+        Where the model is the minimum of a few convex functions (the choices of a piece of a
+        concave term), ``alternatives()`` lists them: the best of their optima is the global
+        optimum.
     """
 
     im_usd: Node
@@ -79,6 +83,7 @@ class Surrogate:
     exact: bool = True
     notes: list[str] = field(default_factory=list)
     relinearise: Callable[[FloatArray], Surrogate] | None = None
+    alternatives: Callable[[], list[Surrogate]] | None = None
 
 
 # -- shared helpers ----------------------------------------------------------------------------
