@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "marginproof.cli.dynamic",
     "marginproof.cli.serve",
     "marginproof.cli.reports",
+    "marginproof.cli.hedge",
 )
 
 for _mod in _COMMAND_MODULES:

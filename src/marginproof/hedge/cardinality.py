@@ -4,7 +4,9 @@
   one-dimensional convex problem (the surrogate plus the book-walk cost), minimised by nested
   grids on the exact surrogate (a minimum of a convex function lies between the neighbours of
   the best grid point); the best few are then solved as linear programmes.
-* ``k >= 2``: the relaxation (no limit) gives a lower bound. Candidates are ranked by their
+* ``k >= 2`` with few candidates (at most ``exact_subsets`` subsets): every subset of ``k``
+  legs is solved as a small linear programme: exact.
+* ``k >= 2`` otherwise: the relaxation (no limit) gives a lower bound. Candidates are ranked by their
   single-instrument gain and by their weight in the relaxation; every subset of the best
   ``pool`` candidates is solved as a small linear programme when they are few, else a greedy
   forward selection with swaps. Then HiGHS branch and bound on the full mixed-integer
@@ -219,7 +221,7 @@ def sparse_path(sur: Surrogate, cands: CandidateSet, k: int, at: FloatArray,
 def best_subset(sur: Surrogate, cands: CandidateSet, k: int, at: FloatArray,
                 rhs: float | None, w: float, deadline: float, pool: int = 12,
                 milp_share: float = 0.5, mip_gap: float = 1e-4, beam_width: int = 3,
-                partners: int = 3) -> SubsetSearch:
+                partners: int = 3, exact_subsets: int = 256) -> SubsetSearch:
     """The best trade in at most ``k`` legs (see module docstring)."""
     m = len(cands)
     n_prog = 0
@@ -252,6 +254,17 @@ def best_subset(sur: Surrogate, cands: CandidateSet, k: int, at: FloatArray,
             x = seen[legs][1]  # type: ignore[assignment]
         return SubsetSearch(x, val, val, f"exact search over {m} single instruments", True,
                             n_prog, ranked)
+    if math.comb(m, k) <= exact_subsets:  # few enough: every subset of k legs, exactly
+        for legs in itertools.combinations(range(m), k):
+            try_legs(legs)
+            if time.perf_counter() > deadline:
+                break
+        else:
+            ranked = sorted((v, legs) for legs, (v, _) in seen.items())
+            val, legs = ranked[0]
+            return SubsetSearch(seen[legs][1], val, val,
+                                f"exact enumeration of the {math.comb(m, k)} subsets of {k} "
+                                f"of {m} candidates", True, n_prog, ranked)
     # k >= 2: beam search, each step screening every candidate's line through the incumbent
     def partners_of(legs: tuple[int, ...], n_best: int) -> list[int]:
         x_b = seen[legs][1] if legs else np.zeros(m)

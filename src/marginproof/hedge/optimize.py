@@ -411,7 +411,16 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
             break
         inc = min(pts, key=lambda p: (p.objective(rhs, w), p.violation(rhs, w) if rhs else 0))
         cur_sur = cur_sur.relinearise(inc.q / ev.units)
-        x2, sol2 = run(cur_sur, inc.q / ev.units, rhs_s)
+        if max_instruments is not None:  # keep the selected legs, re-optimise their sizes
+            legs = [int(i) for i in np.flatnonzero(inc.q)]
+            if not legs:
+                break
+            left = max(deadline - time.perf_counter(), 0.2)
+            x2, _ = solve_program(cur_sur, cands, inc.q / ev.units, None, rhs_s, w, left, 0.0,
+                                  legs)
+            solver["solves"] += 1
+        else:
+            x2, _ = run(cur_sur, inc.q / ev.units, rhs_s)
         if x2 is None:
             break
         p2 = ev.best_rounding(x2, rhs, w, k=max_instruments)

@@ -280,3 +280,63 @@ def candidate_set(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
                             cfg.quote_model if modelled else None,
                             float(d.get("max_depth_fraction", 1.0)),
                             accepts(model, portfolio, market))
+
+
+def account_equity(model: MarginModel, portfolio: Portfolio, collateral: Mapping[str, float],
+                   market: MarketSnapshot, haircuts: Mapping[str, float] | None = None
+                   ) -> float:
+    """The account's equity in USD as the margin is compared with it: Derive's own
+    ``MtM + cash`` for the Derive presets, else collateral after haircuts
+    (``configs/collateral.toml`` unless ``haircuts``) plus spot and option marks."""
+    from marginproof.hedge.optimize import equity_of
+
+    if model.name.startswith("derive"):
+        r = model.margin(portfolio, market)
+        if "equity" in r.details:
+            return float(r.details["equity"])
+    if haircuts is None:
+        tab = load_toml(config_dir() / "collateral.toml")
+        haircuts = {str(k): float(v) for k, v in tab["haircuts"].items()}
+    return equity_of(portfolio, dict(collateral), market, dict(haircuts))
+
+
+def parse_target(text: str | None) -> Any:
+    """``equity``, ``excess=5000`` or ``im=20000`` (USD) -> :class:`Target` (None for none)."""
+    from marginproof.hedge.optimize import Target
+
+    if text is None or not text.strip():
+        return None
+    kind, _, value = text.strip().partition("=")
+    kind = kind.strip().lower()
+    if kind == "equity" and not value:
+        return Target("equity")
+    if kind in ("excess", "im") and value:
+        try:
+            return Target(kind, float(value))
+        except ValueError:
+            raise InputError("target", f"{value!r} is not a number") from None
+    raise InputError("target", f"expected 'equity', 'excess=<USD>' or 'im=<USD>', got {text!r}")
+
+
+def run_hedge(model: MarginModel, portfolio: Portfolio, collateral: Mapping[str, float],
+              market: MarketSnapshot, *, target: Any = None, max_instruments: int | None = None,
+              quotes: Mapping[str, Quote] | None = None, names: Sequence[str] | None = None,
+              max_options: int | None = None, venue: str | None = None,
+              time_limit_s: float | None = None, config: HedgeConfig | None = None,
+              haircuts: Mapping[str, float] | None = None) -> Any:
+    """The hedge of an account end to end (the CLI and the service call this): candidates,
+    equity (for equity and excess targets), search, verification."""
+    from marginproof.hedge.optimize import suggest_hedge
+
+    cfg = config or load_config()
+    cands = candidate_set(model, portfolio, market, cfg, quotes, names, venue, max_options)
+    equity = None
+    if target is not None and target.kind != "im":
+        equity = account_equity(model, portfolio, collateral, market, haircuts)
+    d = cfg.defaults
+    return suggest_hedge(model, portfolio, market, cands,
+                         "target" if target is not None else "im_plus_cost", target,
+                         max_instruments, equity,
+                         float(time_limit_s if time_limit_s is not None
+                               else d.get("time_limit_s", 5.0)),
+                         int(d.get("mm_rounds", 3)), int(d.get("polish_evals", 24)))

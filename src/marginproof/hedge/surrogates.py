@@ -250,7 +250,9 @@ def dynamic_surrogate(model: DynamicModel, portfolio: Portfolio, market: MarketS
     (``a |q| + b |q|^1.5 + hs |vega|`` on net delta and vega, tangent cuts) and the funding
     add-on (piecewise linear in each perpetual's notional). Not convex: the concentration
     add-on (standalone margin times the excess size ratio, a product); its standalone margin
-    is held at the linearisation point ``at``.
+    is held at the linearisation point ``at``. When no trade within the book depths can take
+    the size ratio above the threshold the add-on is zero everywhere and the surrogate is
+    exact.
     """
     m = len(cands)
     x_at = np.zeros(m) if at is None else np.asarray(at, np.float64)
@@ -330,7 +332,10 @@ def dynamic_surrogate(model: DynamicModel, portfolio: Portfolio, market: MarketS
             at_pnl = pb.sum(axis=1) + (s_core.cand[:, cm] @ x_at[cm] if m else 0.0)
             base_u = tail_risk(at_pnl[:, None], core.conf_var, core.conf_es, core.measure_name,
                                core.scaling).measure if at_pnl.shape[0] else 0.0
-            if base_u > 0.0 and slope > 0.0:
+            # the largest size ratio any trade within the book depths can reach
+            caps = np.array([max(c.max_buy, c.max_sell) / c.unit for c in cands.candidates])
+            q_max = abs(q.c0) + (float(np.abs(q.c) @ caps) if m else 0.0)
+            if base_u > 0.0 and slope > 0.0 and q_max / (adv * h) > thr:
                 r = q.scaled(1.0 / (adv * h))
                 ratio_excess = Max([r + const(-thr, m), -r + const(-thr, m), const(0.0, m)])
                 terms.append((base_u * slope, ratio_excess))
