@@ -6,13 +6,14 @@
   the best grid point); the best few are then solved as linear programmes.
 * ``k >= 2`` with few candidates (at most ``exact_subsets`` subsets): every subset of ``k``
   legs is solved as a small linear programme: exact.
-* ``k >= 2`` otherwise: the relaxation (no limit) gives a lower bound. Candidates are ranked by their
-  single-instrument gain and by their weight in the relaxation; every subset of the best
-  ``pool`` candidates is solved as a small linear programme when they are few, else a greedy
-  forward selection with swaps. Then HiGHS branch and bound on the full mixed-integer
-  programme runs in the time left with the incumbent as a cutoff: if it proves nothing is
-  better, the incumbent is optimal; otherwise its dual bound gives the optimality gap that is
-  reported (``lower_bound``).
+* ``k >= 2`` otherwise, a heuristic with a reported optimality gap: a beam search adds one
+  leg at a time, screening every candidate's line through the incumbent (the same vectorised
+  line search as for ``k = 1``) and re-optimising the best few subsets as linear programmes;
+  a swap search then drops each leg and screens its replacement; a reweighted-L1 path on the
+  relaxation (no limit, which is also a lower bound) proposes sparse supports. Finally HiGHS
+  branch and bound on the full mixed-integer programme runs in the time left with the
+  incumbent as a cutoff: if it proves nothing is better the incumbent is optimal; otherwise its
+  dual bound gives the gap that is reported (``lower_bound``).
 """
 
 from __future__ import annotations
