@@ -323,15 +323,16 @@ def run_hedge(model: MarginModel, portfolio: Portfolio, collateral: Mapping[str,
               quotes: Mapping[str, Quote] | None = None, names: Sequence[str] | None = None,
               max_options: int | None = None, venue: str | None = None,
               time_limit_s: float | None = None, config: HedgeConfig | None = None,
-              haircuts: Mapping[str, float] | None = None) -> Any:
+              haircuts: Mapping[str, float] | None = None, equity_usd: float | None = None
+              ) -> Any:
     """The hedge of an account end to end (the CLI and the service call this): candidates,
     equity (for equity and excess targets), search, verification."""
     from marginproof.hedge.optimize import suggest_hedge
 
     cfg = config or load_config()
     cands = candidate_set(model, portfolio, market, cfg, quotes, names, venue, max_options)
-    equity = None
-    if target is not None and target.kind != "im":
+    equity = equity_usd
+    if equity is None and target is not None and target.kind != "im":
         equity = account_equity(model, portfolio, collateral, market, haircuts)
     d = cfg.defaults
     return suggest_hedge(model, portfolio, market, cands,

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from marginproof.bootstrap import Container
 from marginproof.service import errors
-from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
+from marginproof.service.routes import accounts, hedge, keys, parameters, stream, system, whatif
 from marginproof.service.stream import Fanout
 from marginproof.web.router import router as web_router
 
@@ -39,6 +39,7 @@ def create_app(container: Container, manage_lifecycle: bool = True,
         try:
             yield
         finally:
+            hedge.shutdown(app)
             await fanout.stop()
             if manage_lifecycle:
                 await container.stop()
@@ -47,7 +48,7 @@ def create_app(container: Container, manage_lifecycle: bool = True,
                   lifespan=lifespan)
     app.state.container = container
     errors.install(app)
-    for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
-              stream.router, web_router):
+    for r in (system.router, accounts.router, parameters.router, hedge.router, whatif.router,
+              keys.router, stream.router, web_router):
         app.include_router(r)
     return app
