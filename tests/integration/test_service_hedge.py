@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _service_helpers import Service, demo_positions, running_service
 
 from marginproof.service.routes.hedge import HedgePool
-
-from _service_helpers import Service, demo_positions, running_service
 
 
 @pytest.fixture(scope="module")
