@@ -72,3 +72,20 @@ def test_bad_portfolio_exits_2() -> None:
     r = run("-p", str(EX / "bad_portfolio_unknown_instrument.json"), "-m",
             str(EX / "market_btc_2022-04-15.json"))
     assert r.exit_code == 2 and "positions[0].instrument" in r.output
+
+
+def test_every_command_in_docs_hedge_runs_as_printed() -> None:
+    import re
+    import shlex
+
+    doc = (EX.parent / "docs" / "hedge.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", doc, re.S)
+    assert block is not None
+    cmds = [line for line in block.group(1).splitlines() if line.strip()]
+    assert len(cmds) >= 5
+    for line in cmds:
+        argv = shlex.split(line)
+        assert argv[:2] == [".venv/bin/marginproof", "hedge"]
+        args = [str(EX.parent / a) if a.startswith("examples/") else a for a in argv[2:]]
+        r = runner.invoke(app, ["hedge", *args])
+        assert r.exit_code == 0, (line, r.output)
