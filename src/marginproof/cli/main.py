@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "marginproof.cli.serve",
     "marginproof.cli.reports",
     "marginproof.cli.forecast",
+    "marginproof.cli.hedge",
 )
 
 for _mod in _COMMAND_MODULES:

@@ -100,8 +100,10 @@ function form(accountArg) {
       h("details", {}, h("summary", {}, "Override parameters (JSON, applies to every checked model)"),
         h("label", { for: "wi-params" }, "Parameters; leave empty for each model's shipped set"),
         h("textarea", { id: "wi-params", rows: "4", spellcheck: "false" }))),
-    h("p", {}, h("button", { type: "submit", id: "wi-run" }, "Run what-if"),
+    h("p", {}, h("button", { type: "submit", id: "wi-run" }, "Run what-if"), " ",
+      h("button", { type: "button", id: "wi-hedge-btn", class: "secondary", onclick: suggestHedge }, "Suggest a hedge"),
       h("span", { class: "hint" }, " Nothing is stored: results exist only in this page.")),
+    h("div", { id: "wi-hedge", role: "status" }),
     h("p", { id: "wi-error", class: "error", role: "alert" }));
 }
 
@@ -153,6 +155,48 @@ async function run(ev) {
   renderResults();
   announce(`What-if done: ` + results.map((r) => r.ex ? `${r.model} IM ${fmtUsd(r.ex.initial_margin)} USD` : `${r.model} failed`).join("; "));
   document.getElementById("wi-results-title").focus();
+}
+
+// "Suggest a hedge": POST /whatif/hedge with the form's book under the first checked scenario model; the
+// verified suggestion is added to the rows (as trades, or into the portfolio) for a what-if run.
+async function suggestHedge() {
+  const out = document.getElementById("wi-hedge");
+  const err = document.getElementById("wi-error");
+  err.textContent = "";
+  let rows;
+  try { rows = readRows(); } catch (e) { err.textContent = e.message; return; }
+  const fromAccount = document.getElementById("wi-start-acct").checked;
+  const account = document.getElementById("wi-account").value.trim();
+  const scenario = ["grid", "fhs", "mc", "dynamic", "deribit-pm", "derive-pmrm"];  // hedgeable models
+  const model = ([...document.querySelectorAll('input[name="wi-model"]:checked')].map((x) => x.value)
+    .find((m) => scenario.includes(m))) || "grid";
+  const body = { model };
+  if (fromAccount) { body.account_id = account; body.trades = rows.map(([instrument, quantity]) => ({ instrument, quantity })); }
+  else { body.positions = {}; for (const [n, q] of rows) body.positions[n] = (body.positions[n] || 0) + q; }
+  const btn = document.getElementById("wi-hedge-btn");
+  btn.disabled = true;
+  replace(out, h("p", {}, `Searching the cheapest hedge under ${model}…`));
+  try {
+    const r = await api("/whatif/hedge", { method: "POST", body });
+    const summary = h("p", {}, `${model}: ${r.reason}.`);
+    if (!r.whatif_trades.length) { replace(out, summary); return; }
+    const qty = new Map(readRows());
+    document.getElementById("wi-rows").replaceChildren();
+    for (const t of r.whatif_trades) qty.set(t.instrument, (qty.get(t.instrument) || 0) + t.quantity);
+    for (const [n, q] of qty) if (q !== 0) rowEditor(n, +q.toPrecision(12));
+    replace(out, summary, table("Suggested hedge (verified with the real model)", [
+      { key: "instrument", label: "Instrument" },
+      { key: "quantity", label: "Quantity", num: true, render: (t) => String(t.quantity) },
+      { key: "price", label: "Price", num: true, render: (t) => String(+t.price.toPrecision(6)) },
+      { key: "cost", label: "Cost (USD)", num: true, render: (t) => fmtUsd(t.cost_usd) },
+    ], r.trades, { rowHeader: true, class: "data hedge" }),
+    h("p", { class: "hint" }, `IM ${fmtUsd(r.im_before_usd)} → ${fmtUsd(r.im_after_usd)} USD for ${fmtUsd(r.cost_usd)} USD of spread and fees. The trades are in the rows above: run the what-if to compare models.`));
+    announce(`Hedge suggested: ${r.trades.length} trade(s) added to the form.`);
+  } catch (e) {
+    replace(out, h("p", { class: "error" }, `No hedge: ${e.message}`));
+  } finally {
+    btn.disabled = false;
+  }
 }
 
 function renderResults() {
