@@ -6,25 +6,54 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors
 from marginproof.demo.book import DEMO_DATE, demo_account, with_perp_marks_at_index
 from marginproof.errors import MarginproofError
-from marginproof.models.registry import available_models, get_model
+from marginproof.models.registry import available_models, get_model, model_class
 
 
-def _engine_stage(db: Path, accounts: int) -> None:
+def _k(x: float) -> str:
+    """Compact USD: 22.9k, 1.2M."""
+    a = abs(x)
+    return f"{x / 1e6:,.2f}M" if a >= 1e6 else f"{x / 1e3:,.1f}k" if a >= 1e3 else f"{x:,.0f}"
+
+
+def _engine_stage(db: Path, accounts: int, model: str) -> None:
     from marginproof.demo.engine import run_engine_demo
 
     console.print(f"\n[bold]Real-time engine on embedded defaults[/]: replaying the shipped "
-                  f"hourly BTC/ETH prices of {DEMO_DATE} for {accounts:,} accounts "
-                  f"(SQLite log {db}, in-process bus) ...")
-    s = run_engine_demo(db, DEMO_DATE, accounts)
+                  f"hourly BTC/ETH prices of {DEMO_DATE} for {accounts:,} accounts under "
+                  f"'{model}' (SQLite log {db}, in-process bus) ...")
+    s = run_engine_demo(db, DEMO_DATE, accounts, model)
     console.print(f"log entries {s.log_entries:,} (ticks {s.ticks}), processed {s.processed:,}; "
                   f"events on the bus: " + ", ".join(f"{k} {v:,}"
                                                      for k, v in sorted(s.events.items())))
-    t = Table(title="Most utilised accounts after the replay (grid, USD)")
+    console.print(f"model {s.model} (params {s.params_hash[:12]}...), live risk-factor state "
+                  f"{s.factor_state_hash[:12]}... after {s.recalibrations} recalibrations "
+                  "(hourly EWMA vol samples, valuation steps, scenario draws)")
+    calls = s.calls or []
+    if calls:
+        ct = Table(title=f"Margin calls and liquidations ({len(calls)}), USD: IM = core + APC + "
+                   "stress + add-ons", box=box.SIMPLE_HEAD, padding=(0, 1))
+        for col in ("account", "event", "IM", "equity", "core", "APC", "stress",
+                    "add-ons"):
+            ct.add_column(col, justify="left" if col in ("account", "event")
+                          else "right", no_wrap=True, min_width=len(col))
+        for call in calls[:12]:
+            comp: dict[str, float] = dict(call["components"])
+            add = sum(comp.get(k, 0.0) for k in ("liquidity", "concentration", "funding"))
+            ev = "call" if call["type"] == "margin_call" else "liq."
+            ct.add_row(call["account_id"], f"{ev}/{str(call['cause']).split('+')[0]}",
+                       _k(call["initial_margin"]), _k(call["equity"]), _k(comp.get("core", 0.0)),
+                       _k(comp.get("apc_adjustment", 0.0)), _k(comp.get("stress_floor", 0.0)),
+                       _k(add))
+        console.print(ct)
+        if len(calls) > 12:
+            console.print(f"... and {len(calls) - 12} more")
+    t = Table(title=f"Most utilised accounts after the replay ({s.model}, USD)")
     for c in ("account", "IM", "MM", "equity", "IM / equity", "status"):
         t.add_column(c, justify="left" if c in ("account", "status") else "right")
     for r in s.top_accounts:
@@ -43,6 +72,8 @@ def register(app: typer.Typer) -> None:
              accounts: int = typer.Option(2_000, help="Synthetic accounts in the engine stage"),
              db: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path(
                  "out/demo.sqlite"),
+             engine_model: str = typer.Option("dynamic", "--engine-model",
+                                              help="Model in force in the engine stage"),
              ) -> None:
         """Build a book from the shipped Deribit chain and print its margin under each model."""
         acct, market = demo_account(quote_date)
@@ -71,4 +102,5 @@ def register(app: typer.Typer) -> None:
                       f"{r.maintenance_margin:,.2f}", "-" if ws is None else ws.label)
         console.print(t)
         if engine:
-            _engine_stage(db, accounts)
+            model_class(engine_model)  # an unknown name exits 2 before any work
+            _engine_stage(db, accounts, engine_model)

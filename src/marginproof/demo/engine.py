@@ -1,9 +1,11 @@
 """The demo's real-time stage on embedded defaults: SQLite log, in-process bus, shipped day.
 
 One shipped day of hourly BTC/ETH prices is appended to an append-only SQLite input log with a
-set of synthetic accounts; the incremental engine processes the log, publishing its margin
-batches and margin-call / liquidation events on the in-process bus, where a subscriber counts
-them. The same code runs on PostgreSQL + NATS JetStream in production (``docs/service.md``).
+set of synthetic accounts; the incremental engine processes the log under the model in force
+(``dynamic`` by default: live EWMA vols sampled hourly, FHS scenarios filtered by them, APC,
+stress floor, add-ons), publishing its margin batches and margin-call / liquidation events on
+the in-process bus, where a subscriber counts them. The same code runs on PostgreSQL + NATS
+JetStream in production (``docs/service.md``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 from marginproof.bus.base import Message
 from marginproof.bus.inprocess import InProcessBus
-from marginproof.engine.core import EngineConfig
+from marginproof.engine.core import EngineConfig, EngineOutput
+from marginproof.engine.events import LiquidationSignal, MarginCall
 from marginproof.feeds.replay import replay_day
-from marginproof.models.grid import GridModel
+from marginproof.models.registry import get_model
 from marginproof.service.runner import EngineRunner
 from marginproof.service.workload import synthetic_accounts
 from marginproof.storage.factory import open_repository
@@ -36,9 +39,24 @@ class EngineDemoSummary:
     events: dict[str, int]
     history_digest: str
     top_accounts: list[dict[str, Any]]
+    model: str = ""
+    params_hash: str = ""
+    factor_state_hash: str = ""
+    calls: list[dict[str, Any]] | None = None
+    recalibrations: int = 0
 
 
-async def _run(db_path: Path, date: str, n_accounts: int) -> EngineDemoSummary:
+def _call_row(ev: MarginCall | LiquidationSignal) -> dict[str, Any]:
+    m = ev.margin
+    return {"type": ev.type, "account_id": m.account_id, "seq": m.seq,
+            "market_ts_ms": m.market_ts_ms, "cause": ev.cause, "initial_margin": m.initial_margin,
+            "maintenance_margin": m.maintenance_margin, "equity": m.equity,
+            "shortfall": max(0.0, m.initial_margin - m.equity),
+            "components": dict(m.components), "held": m.held,
+            "binding": None if m.binding is None else m.binding.scenario_label}
+
+
+async def _run(db_path: Path, date: str, n_accounts: int, model: str) -> EngineDemoSummary:
     repo = open_repository(f"sqlite:///{db_path}")
     day = replay_day(date, ("BTCUSDT", "ETHUSDT"))
     repo.append([day.seed_entry()])
@@ -60,7 +78,18 @@ async def _run(db_path: Path, date: str, n_accounts: int) -> EngineDemoSummary:
     def publish(subject: str, data: bytes, msg_id: str, obj: Any) -> None:
         asyncio.run_coroutine_threadsafe(bus.publish(subject, data, msg_id, obj), loop).result()
 
-    runner = EngineRunner(repo, GridModel(), EngineConfig(), publish=publish)
+    runner = EngineRunner(repo, get_model(model), EngineConfig(), publish=publish)
+    calls: list[dict[str, Any]] = []
+    recal = [0]
+
+    def collect(out: EngineOutput) -> None:
+        for ev in out.events:
+            if isinstance(ev, MarginCall | LiquidationSignal):
+                calls.append(_call_row(ev))
+            elif ev.type == "recalibrated":
+                recal[0] += 1
+
+    runner.listeners.append(collect)
     runner.recover()
     processed = await asyncio.to_thread(runner.run_until_idle)
     await bus.drain()
@@ -76,14 +105,16 @@ async def _run(db_path: Path, date: str, n_accounts: int) -> EngineDemoSummary:
     top = [{"account_id": r["account_id"], "initial_margin": r["initial_margin"],
             "maintenance_margin": r["maintenance_margin"], "equity": r.get("equity"),
             "utilisation": utilisation(r), "status": r.get("status")} for r in rows[:5]]
+    eng = runner.engine
     return EngineDemoSummary(str(db_path), repo.last_seq(), processed, len(ticks), len(ids),
-                             dict(counts), repo.history_digest(), top)
+                             dict(counts), repo.history_digest(), top, eng.model.name,
+                             eng.model.params_hash, eng.factor_state_hash, calls, recal[0])
 
 
-def run_engine_demo(db_path: Path, date: str = "2022-04-15", n_accounts: int = 2_000
-                    ) -> EngineDemoSummary:
+def run_engine_demo(db_path: Path, date: str = "2022-04-15", n_accounts: int = 2_000,
+                    model: str = "dynamic") -> EngineDemoSummary:
     """Replay ``date`` through the engine on SQLite + in-process bus (fresh database)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_run(db_path, date, n_accounts))
+    return asyncio.run(_run(db_path, date, n_accounts, model))

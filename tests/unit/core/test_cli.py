@@ -99,3 +99,12 @@ def test_demo_prints_margin_under_each_model_and_runs_the_engine(tmp_path: Path)
     assert r.exit_code == 0, r.output
     assert "grid" in r.stdout and "standard" in r.stdout and "BTC-PERPETUAL" in r.stdout
     assert "margin_batch" in r.stdout and (tmp_path / "demo.sqlite").exists()
+    # the engine stage runs the flagship model live and shows its components
+    assert "under 'dynamic'" in r.stdout and "recalibrations" in r.stdout
+    assert "Margin calls and liquidations" in r.stdout and "APC" in r.stdout
+
+
+def test_demo_engine_stage_refuses_an_unknown_model(tmp_path: Path) -> None:
+    r = _run("demo", "--accounts", "10", "--db", str(tmp_path / "d.sqlite"),
+             "--engine-model", "nope")
+    assert r.exit_code == 2 and "unknown model" in r.stderr
