@@ -25,7 +25,7 @@ unpriceable instrument) the accounts exposed to it keep ``IM = max(new, previous
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +58,7 @@ from marginproof.engine.events import (
     MarginRestored,
     ParamsActivated,
 )
+from marginproof.engine.margin_path import MarginPath, PathBatch, default_margin_path
 from marginproof.engine.market_state import MarketState, instrument
 from marginproof.engine.partition import partition_of
 from marginproof.engine.quality import QualityConfig, TickProblem, TickValidator
@@ -81,12 +82,17 @@ class EngineConfig:
         This engine owns the accounts with ``partition_of(id, n_partitions) == partition``.
     haircuts : Mapping[str, float] or None
         Collateral haircuts (default: :class:`CollateralPolicy`'s); unknown assets count 0.
+    margin_path : callable(model) -> MarginPath
+        The path-dependent stages after the model figure (default: hold-never-lower).
     """
 
     quality: QualityConfig = field(default_factory=QualityConfig)
     n_partitions: int = 1
     partition: int = 0
     haircuts: Mapping[str, float] | None = None
+    margin_path: Callable[[Any], MarginPath] = default_margin_path
+    """Builds the path-dependent stages run after the model figure (called once per engine;
+    :meth:`MarginPath.reconfigure` on parameter changes). See :mod:`.margin_path`."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ class MarginEngine:
     def __init__(self, model: GridModel, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self._set_model(model)
+        self.path = self.config.margin_path(model)
         self.market = MarketState()
         self.validator = TickValidator(self.config.quality)
         self.haircuts = dict(self.config.haircuts if self.config.haircuts is not None
@@ -245,6 +252,7 @@ class MarginEngine:
         self.unpriced = np.zeros((cap, 4), bool)
         self.coll = np.zeros((cap, 4))
         self.coll_value = np.zeros(cap)
+        self.figure_im = np.zeros(cap)
         self.im = np.zeros(cap)
         self.mm = np.zeros(cap)
         self.equity = np.zeros(cap)
@@ -300,8 +308,8 @@ class MarginEngine:
             self.bind_j = _grow2(self.bind_j, n, nu)
             self.unpriced = _grow2(self.unpriced, n, nu)
             self.coll = _grow2(self.coll, n, self.coll.shape[1])
-            for name in ("coll_value", "im", "mm", "equity", "status", "held", "computed",
-                         "market_ts", "updated_seq"):
+            for name in ("coll_value", "figure_im", "im", "mm", "equity", "status", "held",
+                         "computed", "market_ts", "updated_seq"):
                 setattr(self, name, _grow1(getattr(self, name), n))
         return i
 
@@ -428,6 +436,7 @@ class MarginEngine:
             model = GridModel(params)
             try:
                 self._set_model(model)
+                self.path.reconfigure(model)
             except InputError as exc:
                 events.append(FeedAlert(entry.seq, self.config.partition, "params", "",
                                         "rejected_params", exc.message, None))
@@ -697,18 +706,21 @@ class MarginEngine:
             np.zeros(idx.size)
         mv = self.mark_value[idx, :nu].sum(axis=1) if nu else np.zeros(idx.size)
         degraded_cols = np.array([u in self.degraded for u in self.und_names], bool)
-        hold = self.unpriced[idx, :nu].any(axis=1) if nu else np.zeros(idx.size, bool)
+        hold = np.asarray(self.unpriced[idx, :nu].any(axis=1) if nu
+                          else np.zeros(idx.size, bool), dtype=bool)
         for k in np.flatnonzero(degraded_cols).tolist():
             book = self.books[self.und_names[k]]
             hold |= np.isin(idx, book.row_acc[: book.n_rows])
-        prev = self.im[idx]
-        was = self.computed[idx]
-        im = np.where(hold & was, np.maximum(im_new, prev), im_new)
+        mts = np.maximum(self.market_ts[idx], 0)
+        res = self.path.run(PathBatch(seq, self.clock_ms, mts, idx, im_new,
+                                      self._mm_fraction * im_new, {}, hold, cause,
+                                      self.model.name))
         self.coll_value[idx] = coll_val
-        self.im[idx] = im
-        self.mm[idx] = self._mm_fraction * im
+        self.figure_im[idx] = im_new
+        self.im[idx] = res.im
+        self.mm[idx] = res.mm
         self.equity[idx] = coll_val + mv
-        self.held[idx] = hold
+        self.held[idx] = res.held
         self.computed[idx] = True
         self.updated_seq[idx] = seq
         return self._batch(seq, idx, cause, ts)
