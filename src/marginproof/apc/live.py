@@ -182,6 +182,18 @@ def _pow(base: float, hours: float) -> float:
         return math.inf
 
 
+def _limits(p: PathParams, in_phase: bool) -> tuple[float, float | None, float] | None:
+    """``(u, d, f)`` in force (``d`` None: no fall limit), or None when nothing limits."""
+    if p.speed_limit:
+        if in_phase:
+            return (min(p.up_per_hour, p.phase.up_per_hour), p.down_per_hour,
+                    min(p.min_coverage, p.phase.min_coverage))
+        return p.up_per_hour, p.down_per_hour, p.min_coverage
+    if in_phase:
+        return p.phase.up_per_hour, None, p.phase.min_coverage
+    return None
+
+
 def reference_step(prev: _Prev | None, x: float, t_ms: int, book_changed: bool, degraded: bool,
                    p: PathParams, in_phase: bool = False) -> tuple[float, float]:
     """One step of one account, plain Python (see module docstring). Returns ``(A, C)``."""
@@ -200,14 +212,13 @@ def reference_step(prev: _Prev | None, x: float, t_ms: int, book_changed: bool, 
         dt = 0.0
     grow = _pow(1.0 + p.rebuild_speed_per_day, dt / MS_PER_DAY)
     a = max(x, min(up_buf * x, a_ref * grow))
-    if p.speed_limit:
-        u, f = p.up_per_hour, p.min_coverage
-        if in_phase:
-            u, f = min(u, p.phase.up_per_hour), min(f, p.phase.min_coverage)
+    lim = _limits(p, in_phase)
+    if lim is not None:
+        u, d, f = lim
         h = dt / MS_PER_HOUR
         fac = _pow(1.0 + u, h)
         hi = math.inf if fac == math.inf else c_ref * fac
-        lo = c_ref * _pow(1.0 - p.down_per_hour, h)
+        lo = 0.0 if d is None else c_ref * _pow(1.0 - d, h)
         c = max(f * x, min(hi, max(lo, a)))
     else:
         c = a
@@ -382,16 +393,15 @@ class LivePath:
         dt = np.maximum(0.0, (int(t_ms) - self.t_ms[idx]).astype(np.float64))
         grow = _pow_on_distinct(1.0 + p.rebuild_speed_per_day, dt / MS_PER_DAY)
         a = np.maximum(x, np.minimum(up_buf * x, a_ref * grow))
-        if p.speed_limit:
-            phase = self.in_phase(int(t_ms)) if in_phase is None else in_phase
-            u, f = p.up_per_hour, p.min_coverage
-            if phase:
-                u, f = min(u, p.phase.up_per_hour), min(f, p.phase.min_coverage)
+        phase = self.in_phase(int(t_ms)) if in_phase is None else in_phase
+        lim = _limits(p, phase)
+        if lim is not None:
+            u, d, f = lim
             h = dt / MS_PER_HOUR
             fac = _pow_on_distinct(1.0 + u, h)
             with np.errstate(invalid="ignore"):
                 hi = np.where(fac == np.inf, np.inf, c_ref * fac)
-            lo = c_ref * _pow_on_distinct(1.0 - p.down_per_hour, h)
+            lo = np.zeros(n) if d is None else c_ref * _pow_on_distinct(1.0 - d, h)
             c = np.maximum(f * x, np.minimum(hi, np.maximum(lo, a)))
         else:
             c = a
