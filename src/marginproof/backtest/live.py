@@ -377,8 +377,13 @@ class LiveBacktest:
         return int(clock_ms) >= self.next_settle_ms
 
     def settle(self, seq: int, model: str, params: Mapping[str, Any], holdings: Holdings,
-               margin: FloatArray, market: MarketSnapshot | None) -> SettlementReport:
+               margin: FloatArray, market: MarketSnapshot | None,
+               clock_ms: int | None = None) -> SettlementReport:
         """Settle now (:meth:`due` said so): compare yesterday's books with their margin.
+
+        When the log was silent over more than one settlement (``clock_ms`` past the next one
+        by a day or more), the missed ones are skipped and nothing is compared across the gap
+        (the books' P&L would span several days against a one-day margin).
 
         Parameters
         ----------
@@ -394,10 +399,14 @@ class LiveBacktest:
         """
         assert self.next_settle_ms is not None, "call due() first"
         at = self.next_settle_ms
+        gap = False
+        while clock_ms is not None and at + MS_PER_DAY <= int(clock_ms):
+            at += MS_PER_DAY
+            gap = True
         self.next_settle_ms = self.config.next_settlement_ms(at)
         phash = params_hash({"model": model, "params": dict(params)})
         self._expire(at)
-        prev = self._held
+        prev = None if gap else self._held
         report = SettlementReport(at, None, 0, 0, 0, {}, None)
         if prev is not None and market is not None:
             report = self._compare(seq, prev, market, at, model, params, phash)

@@ -93,6 +93,10 @@ class EngineConfig:
     margin_path: Callable[[Any], MarginPath] = default_margin_path
     """Builds the path-dependent stages run after the model figure (called once per engine;
     :meth:`MarginPath.reconfigure` on parameter changes). See :mod:`.margin_path`."""
+    feedback: Callable[[], Any] | None = None
+    """Builds the feedback loop run around every entry (daily settlement, live backtest,
+    scaling proposals, market-response events): :class:`marginproof.backtest.feedback.
+    FeedbackLoop`. None: no feedback loop."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,7 @@ class MarginEngine:
         self.config = config or EngineConfig()
         self._set_model(model)
         self.path = self.config.margin_path(model)
+        self.feedback = self.config.feedback() if self.config.feedback is not None else None
         self.market = MarketState()
         self.validator = TickValidator(self.config.quality)
         self.haircuts = dict(self.config.haircuts if self.config.haircuts is not None
@@ -391,6 +396,8 @@ class MarginEngine:
         self.last_seq = entry.seq
         self.clock_ms = max(self.clock_ms, int(entry.logged_at_ms))
         events: list[Event] = []
+        if self.feedback is not None:
+            events.extend(self.feedback.before_entry(self, entry))
         activated = self._activate_params(entry, events)
         batch: MarginBatch | None = None
         try:
@@ -414,6 +421,8 @@ class MarginEngine:
             batch = self._recompute_all(entry.seq, f"params+{batch.cause}")
         if batch is not None:
             events.extend(self._status_events(batch, entry))
+        if self.feedback is not None:
+            events.extend(self.feedback.after_entry(self, entry, events))
         return EngineOutput(entry.seq, batch, tuple(events))
 
     # -- parameters ----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ re-run after a crash re-emits the same ids and consumers can drop duplicates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -45,9 +46,20 @@ class AccountMargin:
     status: str
     held: bool
     binding: Binding | None
+    factor_state_hash: str = ""
+    """Hash of the risk-factor state the figure was computed on ("" when the model has none)."""
+    components: Mapping[str, float] | None = None
+    """Binding components of the called IM: the model's (``core``, ``apc_adjustment``,
+    ``stress_floor``, add-ons ...) and the path's (``buffer``, ``speed_limit``, ``hold``); they
+    add up to ``initial_margin``."""
+    figure_im: float | None = None
+    """The model's figure before the path-dependent steps (USD)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.components is not None:
+            d["components"] = dict(self.components)
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +148,58 @@ class ParamsActivated:
         return d
 
 
-Event = MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
+@dataclass(frozen=True, slots=True)
+class _LoopEvent:
+    """An event of the feedback loop (backtest settlement, proposal, market response)."""
+
+    type: ClassVar[str] = "loop"
+    seq: int
+    partition: int
+    subject: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.subject}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.body)
+        d.update(type=self.type, event_id=self.event_id, seq=self.seq, partition=self.partition,
+                 subject=self.subject)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestSettled(_LoopEvent):
+    """A daily settlement compared the books' realised P&L with the margin they held."""
+
+    type: ClassVar[str] = "backtest_settled"
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingProposed(_LoopEvent):
+    """The backtest left the green zone: a scaling change is proposed (with its evidence),
+    announced with its effective time; it needs an operator's approval."""
+
+    type: ClassVar[str] = "scaling_proposed"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalUpdated(_LoopEvent):
+    """A proposal was approved (its params entry was logged), took effect, or expired."""
+
+    type: ClassVar[str] = "proposal_updated"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketResponseChecked(_LoopEvent):
+    """A margin increase was checked against the live depth (cascade), and maybe phased."""
+
+    type: ClassVar[str] = "market_response"
+
+
+Event = (MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
+         | BacktestSettled | ScalingProposed | ProposalUpdated | MarketResponseChecked)
 
 
 @dataclass(frozen=True)

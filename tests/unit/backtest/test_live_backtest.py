@@ -194,3 +194,15 @@ def test_unpriceable_books_are_left_out() -> None:
     r = bt.settle(2, "dynamic", PARAMS, h, np.array([5.0, 5.0]),
                   market(T0 + timedelta(days=1), 90.0))
     assert (r.n_books, r.n_unpriced, r.n_exceptions) == (1, 1, 1)
+
+
+def test_a_silent_log_over_several_settlements_compares_nothing_across_the_gap() -> None:
+    bt = LiveBacktest(LiveBacktestConfig())
+    h = Holdings.from_positions([{"BTC_USDC-PERPETUAL": 1.0}])
+    assert not bt.due(ms(T0) - 1)
+    bt.settle(1, "dynamic", PARAMS, h, np.array([5.0]), market(T0, 100.0), ms(T0))
+    later = T0 + timedelta(days=3, hours=2)
+    assert bt.due(ms(later))
+    r = bt.settle(2, "dynamic", PARAMS, h, np.array([5.0]), market(later, 50.0), ms(later))
+    assert r.n_books == 0 and r.settle_ms == ms(T0) + 3 * DAY
+    assert bt.next_settle_ms == ms(T0) + 4 * DAY
