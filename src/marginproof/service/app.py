@@ -9,7 +9,15 @@ from fastapi import FastAPI
 
 from marginproof.bootstrap import Container
 from marginproof.service import errors
-from marginproof.service.routes import accounts, keys, parameters, stream, system, whatif
+from marginproof.service.routes import (
+    accounts,
+    feedback,
+    keys,
+    parameters,
+    stream,
+    system,
+    whatif,
+)
 from marginproof.service.stream import Fanout
 from marginproof.web.router import router as web_router
 
@@ -48,6 +56,6 @@ def create_app(container: Container, manage_lifecycle: bool = True,
     app.state.container = container
     errors.install(app)
     for r in (system.router, accounts.router, parameters.router, whatif.router, keys.router,
-              stream.router, web_router):
+              stream.router, feedback.router, web_router):
         app.include_router(r)
     return app
