@@ -146,3 +146,14 @@ def test_auto_approve_setting(tmp_path: Path) -> None:
         changes = client.get("/parameters/changes", headers=op).json()["changes"]
         assert any(ch["params_hash"] == props[0]["params_hash"] and
                    ch["changed_by"].startswith("auto-approve") for ch in changes)
+
+
+def test_bad_live_path_parameters_are_rejected_when_scheduled(tmp_path: Path) -> None:
+    with service(tmp_path) as (client, c, op, clock):
+        params = dict(c.engine_model().params)
+        params["apc"] = {"speed_limit": {"enabled": True, "down_per_hour": 5.0}}
+        r = client.put("/parameters/grid", json={"params": params,
+                                                 "effective_at": "2099-01-01T00:00:00Z"},
+                       headers=op)
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["params.apc.speed_limit.down_per_hour"]

@@ -143,6 +143,12 @@ class LivePathStage:
                 "speed_limit": st["called"] - st["buffered"], "called": st["called"]}
 
 
+def validate_params(params: Mapping[str, Any]) -> None:
+    """Raise :class:`InputError` naming the field if the live-path parameters are invalid."""
+    PathParams.from_model_params(params)
+    MarketResponseParams.from_model_params(params)
+
+
 def live_margin_path(model: Any) -> MarginPath:
     """The margin path of the live engine: :class:`LivePathStage`, then hold-never-lower."""
     return MarginPath([LivePathStage(model), HoldNeverLower()])
