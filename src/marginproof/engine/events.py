@@ -46,20 +46,9 @@ class AccountMargin:
     status: str
     held: bool
     binding: Binding | None
-    factor_state_hash: str = ""
-    """Hash of the risk-factor state the figure was computed on ("" when the model has none)."""
-    components: Mapping[str, float] | None = None
-    """Binding components of the called IM: the model's (``core``, ``apc_adjustment``,
-    ``stress_floor``, add-ons ...) and the path's (``buffer``, ``speed_limit``, ``hold``); they
-    add up to ``initial_margin``."""
-    figure_im: float | None = None
-    """The model's figure before the path-dependent steps (USD)."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.components is not None:
-            d["components"] = dict(self.components)
-        return d
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

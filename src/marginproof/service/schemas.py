@@ -163,7 +163,9 @@ class WhatIfIn(Strict):
     current positions) plus optional ``trades`` on top.
     """
 
-    model: str = Field(default="grid", min_length=1, max_length=64)
+    model: str | None = Field(default=None, min_length=1, max_length=64,
+                              description="registry model; default: the model in force in "
+                              "the engines, on their live state")
     params: dict[str, Any] | None = None
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
     positions: dict[str, float] = Field(default_factory=dict, max_length=500)
@@ -191,6 +193,7 @@ class WhatIfOut(BaseModel):
     positions: dict[str, float]
     worst_scenario: dict[str, Any] | None
     result: dict[str, Any] | None = None
+    model_in_force: bool = False
 
 
 class KeyCreate(Strict):

@@ -52,7 +52,8 @@ async def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerD
     """
     t0 = time.perf_counter()
     positions, market = whatif_inputs(body, principal, container)
-    model = container.whatif_model(body.model, body.params)
+    in_force = container.engine_model().name
+    model = container.whatif_model(body.model or in_force, body.params)
     result = model.margin(Portfolio.of(positions), market)
     container.metrics.whatif_seconds.observe(time.perf_counter() - t0)
     ws = result.worst_scenario
@@ -61,4 +62,5 @@ async def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerD
                      currency=result.currency, initial_margin=float(result.initial_margin),
                      maintenance_margin=float(result.maintenance_margin), positions=positions,
                      worst_scenario=None if ws is None else dict(ws.__dict__),
-                     result=result.to_dict() if body.detail else None)
+                     result=result.to_dict() if body.detail else None,
+                     model_in_force=(body.model in (None, in_force)) and body.params is None)
