@@ -23,10 +23,8 @@ from marginproof.config.settings import Settings
 from marginproof.engine.core import EngineConfig
 from marginproof.engine.partition import partition_of
 from marginproof.engine.quality import QualityConfig
-from marginproof.errors import InputError
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.base import BaseMarginModel
-from marginproof.models.grid import GridModel
 from marginproof.models.registry import get_model, model_class
 from marginproof.service.gateway import InputGateway
 from marginproof.service.metrics import Metrics
@@ -72,15 +70,19 @@ class Container:
                 return r
         return None
 
-    def engine_model(self) -> GridModel:
-        """The grid model in force in the engines."""
+    def engine_model(self) -> BaseMarginModel:
+        """The model in force in the engines (parameters as activated from the log)."""
         return self.runners[0].engine.model if self.runners else _initial_model(self.settings)
 
-    def engine_label(self, underlying: str, j: int) -> str:
-        """Label of the engine's grid scenario ``j`` on ``underlying``."""
-        from marginproof.engine.core import scenario_label
+    def live_model(self) -> BaseMarginModel:
+        """The model in force bound to the engines' live risk-factor state (what-if)."""
+        return self.runners[0].engine.live_model if self.runners else self.engine_model()
 
-        return scenario_label(self.engine_model(), underlying, j)
+    def engine_label(self, group: str, j: int) -> str:
+        """Label of the engine's binding scenario ``j`` of ``group`` (underlying or combo)."""
+        if self.runners:
+            return self.runners[0].engine.scenario_label(group, j)
+        return f"{group} scenario {j}"
 
     def announce(self, event: dict[str, Any]) -> None:
         """Publish an announcement (parameter schedule) on the bus, from any thread."""
@@ -105,8 +107,8 @@ class Container:
         cls = model_class(name)
         if params is not None:
             return cls(params)
-        if name == self.settings.engine_model:
-            return self.engine_model()
+        if name == self.engine_model().name:
+            return self.live_model()
         return get_model(name)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -203,11 +205,10 @@ def _input_ack_handler(runner: EngineRunner) -> Callable[[Any], Any]:
     return handle
 
 
-def _initial_model(settings: Settings) -> GridModel:
-    model = get_model(settings.engine_model, settings.engine_params_file)
-    if not isinstance(model, GridModel):
-        raise InputError("engine_model", "the incremental engine runs the 'grid' model")
-    return model
+def _initial_model(settings: Settings) -> BaseMarginModel:
+    """The model in force at start: ``engine_model`` with its shipped or given parameters
+    (any registered model; later changes come from ``params`` entries in the log)."""
+    return get_model(settings.engine_model, settings.engine_params_file)
 
 
 def bootstrap(settings: Settings | None = None, clock_ms: Callable[[], int] | None = None

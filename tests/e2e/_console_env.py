@@ -135,7 +135,7 @@ def _prove_epoch(store_dir: Path, day: ReplayDay, positions: dict[str, dict[str,
 def start_console(tmp: Path) -> ConsoleEnv:
     """Start the service with the console and seed it (see module docstring)."""
     settings = Settings(database_url=f"sqlite:///{tmp / 'svc.sqlite'}",
-                        params_min_notice_s=3600.0)
+                        params_min_notice_s=3600.0, engine_model="grid")
     container = bootstrap(settings)
     op_key, _ = create_key(container.repo, "operator", None, "risk-desk", "e2e",
                            container.clock_ms())

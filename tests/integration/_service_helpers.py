@@ -48,8 +48,9 @@ class Service:
 @contextmanager
 def running_service(tmp_path: Path, seed_market: bool = True, **overrides: Any
                     ) -> Iterator[Service]:
+    # these service tests check grid figures; the default model in force (dynamic) has its own
     settings = Settings(**{"database_url": f"sqlite:///{tmp_path / 'svc.sqlite'}",
-                           "params_min_notice_s": 0.0, **overrides})
+                           "params_min_notice_s": 0.0, "engine_model": "grid", **overrides})
     container = bootstrap(settings)
     key, _ = create_key(container.repo, "operator", None, "ops", "test", container.clock_ms())
     app = create_app(container)

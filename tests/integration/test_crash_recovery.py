@@ -16,7 +16,7 @@ import pytest
 from marginproof.storage.factory import open_repository
 
 ARGS = ["--replay-date", "2022-04-15", "--accounts", "250", "--fills", "60",
-        "--commit-every", "3"]
+        "--commit-every", "3", "--model", "dynamic"]
 
 
 def _cmd(url: str) -> list[str]:
@@ -82,6 +82,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore
 def test_random_kills_then_restart_give_bit_identical_margin_history(
         tmp_path: Path, reference: dict) -> None:  # type: ignore[type-arg]
     ref = reference
+    assert ref["model"] == "dynamic"  # the flagship model, with live factors and draws
     assert ref["processed"] == ref["log_seq"] > 300
     url = f"sqlite:///{tmp_path / 'killed.sqlite'}"
     seen = _kill_loop(url, n_kills=5, seed=20261125)

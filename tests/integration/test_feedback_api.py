@@ -44,7 +44,7 @@ def service(tmp_path: Path, **over: Any) -> Iterator[tuple[TestClient, Container
     t0 = (t0 // DAY) * DAY + 7 * HOUR  # one hour before the 08:00 settlement
     clock = Clock(t0)
     s = Settings(database_url=f"sqlite:///{tmp_path / 'fb.sqlite'}", params_min_notice_s=60.0,
-                 engine_params_file=str(pfile), proposal_min_days=3,
+                 engine_model="grid", engine_params_file=str(pfile), proposal_min_days=3,
                  proposal_notice_s=4 * 86_400.0, **over)
     c = bootstrap(s, clock_ms=clock)
     key, _ = create_key(c.repo, "operator", None, "ops", "test", clock())

@@ -35,6 +35,12 @@ BOOK_CAUSES = frozenset({"fill", "account"})
 RECALIBRATION_PREFIXES = ("params", "recalibration", "market")
 
 
+def is_recalibration(cause: str) -> bool:
+    """Whether a batch's cause (``+``-joined parts, e.g. ``tick:BTC+recalibration:vol:BTC``)
+    includes a recalibration, a parameter change or a market replacement."""
+    return any(part.startswith(RECALIBRATION_PREFIXES) for part in cause.split("+"))
+
+
 @dataclass(frozen=True)
 class MarketContext:
     """Live state the market-response check needs for the batch's accounts (shape (n,))."""
@@ -83,8 +89,8 @@ class LivePathStage:
         x = current.im
         t = int(batch.clock_ms)
         book = batch.cause in BOOK_CAUSES
-        if (self.response.enabled and batch.cause.startswith(RECALIBRATION_PREFIXES)
-                and len(batch) and not self.path.in_phase(t)):
+        if (self.response.enabled and is_recalibration(batch.cause) and len(batch)
+                and not self.path.in_phase(t)):
             self._check(batch, x, t, book)
         step = self.path.step(rows, x, t, book, batch.degraded)
         with np.errstate(divide="ignore", invalid="ignore"):

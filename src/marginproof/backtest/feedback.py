@@ -40,7 +40,7 @@ class _Engine(Protocol):
     """What the loop reads from the engine (duck-typed: :class:`MarginEngine` has it)."""
 
     model: Any
-    positions: list[dict[str, float]]
+    books: Any
     im: Any
     computed: Any
     market: Any
@@ -69,11 +69,12 @@ class FeedbackLoop:
         for p in bt.on_clock(engine.clock_ms):
             out.append(_proposal_event(entry.seq, part, p))
         if bt.due(engine.clock_ms):
-            n = len(engine.positions)
+            positions = engine.books.positions
+            n = len(positions)
             margin = np.where(np.asarray(engine.computed[:n], bool),
                               np.asarray(engine.im[:n], np.float64), 0.0)
             rep = bt.settle(entry.seq, str(engine.model.name), dict(engine.model.params),
-                            Holdings.from_positions(engine.positions), margin,
+                            Holdings.from_positions(positions), margin,
                             engine.market.full_snapshot(), engine.clock_ms)
             stats = rep.stats
             out.append(BacktestSettled(entry.seq, part, str(rep.settle_ms), {

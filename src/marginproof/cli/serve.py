@@ -10,16 +10,22 @@ from marginproof.cli.common import console, handle_errors, print_json
 from marginproof.errors import InputError
 
 
-def _settings(database_url: str | None, bus_url: str | None):  # type: ignore[no-untyped-def]
+def _settings(database_url: str | None, bus_url: str | None,  # type: ignore[no-untyped-def]
+              model: str | None = None):
     from marginproof.config.settings import Settings
+    from marginproof.models.registry import model_class
 
-    pairs = (("database_url", database_url), ("bus_url", bus_url))
+    if model is not None:
+        model_class(model)  # unknown name: InputError naming the field, exit 2
+    pairs = (("database_url", database_url), ("bus_url", bus_url), ("engine_model", model))
     overrides: dict[str, Any] = {k: v for k, v in pairs if v is not None}
     return Settings(**overrides)
 
 
 DB_OPT = typer.Option(None, "--database-url", help="Overrides MARGINPROOF_DATABASE_URL")
 BUS_OPT = typer.Option(None, "--bus-url", help="Overrides MARGINPROOF_BUS_URL")
+MODEL_OPT = typer.Option(None, "--model", help="Model in force at start (overrides "
+                         "MARGINPROOF_ENGINE_MODEL; default dynamic)")
 
 
 def register(app: typer.Typer) -> None:
@@ -32,17 +38,19 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def serve(host: str = typer.Option(None, help="Bind address (default from settings)"),
               port: int = typer.Option(None, help="Port (default from settings)"),
-              database_url: str = DB_OPT, bus_url: str = BUS_OPT) -> None:
+              database_url: str = DB_OPT, bus_url: str = BUS_OPT,
+              model: str = MODEL_OPT) -> None:
         """Run the HTTP/WebSocket service with its engines and feeds (see docs/service.md)."""
         import uvicorn
 
         from marginproof.bootstrap import bootstrap
         from marginproof.service.app import create_app
 
-        s = _settings(database_url, bus_url)
+        s = _settings(database_url, bus_url, model)
         container = bootstrap(s)
         console.print(f"marginproof serving on http://{host or s.host}:{port or s.port} "
-                      f"(database {s.public()['database_url']}, bus {s.public()['bus_url']})")
+                      f"(database {s.public()['database_url']}, bus {s.public()['bus_url']}, "
+                      f"model {s.engine_model})")
         uvicorn.run(create_app(container), host=host or s.host, port=port or s.port,
                     log_level="info")
 
@@ -94,8 +102,8 @@ def register(app: typer.Typer) -> None:
                    accounts: int = typer.Option(0, help="Also append N synthetic accounts"),
                    fills: int = typer.Option(0, help="... and N synthetic fills"),
                    commit_every: int = typer.Option(256, help="Entries per commit"),
-                   digest: bool = typer.Option(False, help="Print the margin-history digest")
-                   ) -> None:
+                   digest: bool = typer.Option(False, help="Print the margin-history digest"),
+                   model: str = MODEL_OPT) -> None:
         """Append an optional replay workload (idempotent), then process the log until idle.
 
         The same command restarted after ``kill -9`` resumes: the workload's dedupe keys skip
@@ -103,12 +111,13 @@ def register(app: typer.Typer) -> None:
         """
         from marginproof.engine.core import EngineConfig
         from marginproof.feeds.replay import replay_day
-        from marginproof.models.grid import GridModel
+        from marginproof.models.registry import get_model
         from marginproof.service.runner import EngineRunner
         from marginproof.service.workload import synthetic_accounts, synthetic_fills
         from marginproof.storage.factory import open_repository
 
-        repo = open_repository(_settings(database_url, None).database_url)
+        s = _settings(database_url, None, model)
+        repo = open_repository(s.database_url)
         if replay_date:
             day = replay_day(replay_date, tuple(symbols.split(",")))
             repo.append([day.seed_entry()])
@@ -124,10 +133,12 @@ def register(app: typer.Typer) -> None:
                 repo.append([t, *extra[k * per:(k + 1) * per]])
             if extra[len(ticks) * per:]:
                 repo.append(extra[len(ticks) * per:])
-        runner = EngineRunner(repo, GridModel(), EngineConfig(), commit_every=commit_every)
+        runner = EngineRunner(repo, get_model(s.engine_model, s.engine_params_file),
+                              EngineConfig(), commit_every=commit_every)
         ckpt = runner.recover()
         n = runner.run_until_idle()
-        out: dict[str, Any] = {"recovered_at": ckpt, "processed": n, "log_seq": repo.last_seq()}
+        out: dict[str, Any] = {"recovered_at": ckpt, "processed": n, "log_seq": repo.last_seq(),
+                               "model": s.engine_model}
         if digest:
             out["history_digest"] = repo.history_digest()
         print_json(out)

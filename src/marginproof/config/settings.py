@@ -52,7 +52,9 @@ class Settings(BaseSettings):
 
     partitions: int = Field(default=1, ge=1, le=1024)
     run_partitions: list[int] | None = None
-    engine_model: str = "grid"
+    engine_model: str = "dynamic"
+    """Model in force at start (any registered model); changed later only by an announced
+    ``params`` change with ``engine_model`` set (the governance of ``PUT /parameters``)."""
     engine_params_file: str | None = None
     engine_commit_every: int = Field(default=256, ge=1)
 

@@ -1,29 +1,48 @@
-"""The incremental margin engine: ``engine.apply(entry) -> EngineOutput``.
+"""The incremental margin engine: ``engine.apply(entry) -> EngineOutput``, for any model.
 
-State is rebuilt only from input-log entries (see :mod:`marginproof.engine.entries`):
+A tick's path: **feed** (the shell appends a ``tick`` entry to the input log) -> **engine**
+(this module: validate, update the market and the live risk factors, pick the accounts it
+moved) -> **model** (the model's live adapter, :mod:`marginproof.engine.adapters`, computes
+their figures) -> **margin path** (:mod:`marginproof.engine.margin_path`: hold-never-lower
+and the path-dependent APC stages) -> **bus** (the runner publishes the returned batch and
+events) -> **service**. The parts, each in its own module:
 
-* a **tick** on underlying ``u`` refreshes the cached unit scenario P&L of the instruments on
-  ``u`` (:mod:`marginproof.engine.scenario_cache`) and re-margins only the accounts holding
-  ``u`` (or holding ``u`` as collateral): one sparse (accounts x instruments) by
-  (instruments x scenarios) product gives every such account's scenario P&L on ``u``;
-* a **fill**, **transfer** or **account** entry re-margins that one account;
-* a **params** entry is scheduled and takes effect at its stated time, measured on the log's
-  clock (``logged_at_ms``), re-margining everyone.
+* account books (:mod:`.books`): positions and collateral, exposure queries;
+* market state (:mod:`.market_state`) and live risk factors (:mod:`marginproof.risk.live`):
+  index/marks/vols/forwards/funding per underlying, EWMA vols, depth, the valuation clock
+  and the scenario draw, all rebuilt only from log entries;
+* valuation (:mod:`.valuation`): each underlying's instruments resolved once per market move;
+* model adapter (:mod:`.adapters`): scenario caches and the model's figures;
+* margin path (:mod:`.margin_path`); event emission (:mod:`.emission`).
 
-Method (the ``grid`` model, no cross-underlying offset): per (account, underlying) the
-requirement is ``max(worst scenario loss, short-option minimum)``, the account IM is their sum
-and ``MM = mm_fraction * IM`` -- the same figures as :meth:`GridModel.margin` (tested).
+Entries:
+
+* a **tick** on ``u`` re-margins the accounts exposed to ``u`` (positions or collateral); if
+  it starts a new sampling interval it also samples ``u``'s live EWMA vol (a *recalibration*
+  of ``u``'s scenario sets) and, on a new grid time, steps the valuation clock (every account
+  is re-margined, once per interval);
+* a **market** entry replaces the data of the underlyings it prices, sets the valuation time,
+  seeds their live vols from the daily history and draws the scenario sets;
+* **fill**, **transfer**, **account** re-margin that one account;
+* **params** are scheduled and take effect at their stated time on the log's clock
+  (``logged_at_ms``); with ``engine_model`` they switch the model in force;
+* **depth** replaces an underlying's order book (liquidity add-on input); **recalibrate**
+  draws the scenario sets again (seed derived from the entry) and re-margins everyone;
+* **feed_status** marks an underlying degraded (held, alerted).
+
 Equity is collateral valued at the index less haircuts (negative balances count in full) plus
 the USD value of spot and option positions (futures/perps: 0, their P&L settles into
 collateral). Status: ``ok`` if equity >= IM, ``margin_call`` if MM <= equity < IM,
 ``liquidation`` if equity < MM; changes of status are emitted as events.
 
-Bad data never lowers a margin: while an underlying is degraded (rejected tick, stale feed,
-unpriceable instrument) the accounts exposed to it keep ``IM = max(new, previous)``.
+Bad data never lowers a margin: while an underlying is degraded (rejected tick, stale feed) or
+a position cannot be priced, the accounts exposed keep ``IM = max(new, previous)``
+(:class:`~marginproof.engine.margin_path.HoldNeverLower`) and say why (``held_reason``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,10 +50,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from marginproof.config.params import params_hash
+from marginproof.engine.adapters import LiveAdapter, LiveContext, adapter_for
+from marginproof.engine.books import AccountBooks, grow1, grow2
+from marginproof.engine.emission import make_batch, status_events, status_of
 from marginproof.engine.entries import (
     ACCOUNT_KINDS,
     EntryKind,
@@ -44,31 +65,31 @@ from marginproof.engine.entries import (
     parse_transfer,
 )
 from marginproof.engine.events import (
-    STATUS_CALL,
-    STATUS_LIQUIDATION,
     STATUS_NAMES,
-    STATUS_OK,
     AccountMargin,
     Binding,
     Event,
     FeedAlert,
-    LiquidationSignal,
     MarginBatch,
-    MarginCall,
-    MarginRestored,
     ParamsActivated,
+    Recalibrated,
 )
 from marginproof.engine.margin_path import MarginPath, PathBatch, default_margin_path
 from marginproof.engine.market_state import MarketState, instrument
 from marginproof.engine.partition import partition_of
 from marginproof.engine.quality import QualityConfig, TickProblem, TickValidator
-from marginproof.engine.scenario_cache import UnitColumns, unit_columns
 from marginproof.engine.ticks import Tick
-from marginproof.errors import InputError
+from marginproof.engine.valuation import UnderlyingValuation
+from marginproof.errors import InputError, MarginproofError
 from marginproof.instruments.portfolio import CollateralPolicy
-from marginproof.models.grid import GridModel
+from marginproof.market.snapshot import MarketSnapshot
+from marginproof.models.base import BaseMarginModel
+from marginproof.models.registry import model_class
+from marginproof.risk.history import asof_date
+from marginproof.risk.live import LiveConfig, LiveRiskFactors, draw_seed, parse_depth
 
 STABLE_PAR = ("USD", "USDC", "USDT")  # valued at 1 USD unless the feed quotes an index
+IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,8 @@ class EngineConfig:
         Collateral haircuts (default: :class:`CollateralPolicy`'s); unknown assets count 0.
     margin_path : callable(model) -> MarginPath
         The path-dependent stages after the model figure (default: hold-never-lower).
+    exact : bool
+        Use the per-account ``model.margin`` adapter for every model (the reference path).
     """
 
     quality: QualityConfig = field(default_factory=QualityConfig)
@@ -91,8 +114,7 @@ class EngineConfig:
     partition: int = 0
     haircuts: Mapping[str, float] | None = None
     margin_path: Callable[[Any], MarginPath] = default_margin_path
-    """Builds the path-dependent stages run after the model figure (called once per engine;
-    :meth:`MarginPath.reconfigure` on parameter changes). See :mod:`.margin_path`."""
+    exact: bool = False
     feedback: Callable[[], Any] | None = None
     """Builds the feedback loop run around every entry (daily settlement, live backtest,
     scaling proposals, market-response events): :class:`marginproof.backtest.feedback.
@@ -108,260 +130,166 @@ class EngineOutput:
     events: tuple[Event, ...]
 
 
-def _grow1(a: NDArray[Any], n: int) -> NDArray[Any]:
-    if n <= a.shape[0]:
-        return a
-    out = np.zeros(max(n, 2 * a.shape[0]), a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
-def _grow2(a: NDArray[Any], n_rows: int, n_cols: int) -> NDArray[Any]:
-    r, c = a.shape
-    if n_rows <= r and n_cols <= c:
-        return a
-    out = np.zeros((max(n_rows, 2 * r if n_rows > r else r), max(n_cols, c)), a.dtype)
-    out[:r, :c] = a
-    return out
-
-
-class _UnderlyingBook:
-    """Positions on one underlying as a growable COO table (row = account, col = instrument)."""
-
-    def __init__(self) -> None:
-        self.cols: dict[str, int] = {}
-        self.names: list[str] = []
-        self.row_of: dict[int, int] = {}
-        self.row_acc = np.zeros(16, np.int64)
-        self.n_rows = 0
-        self.e_row = np.zeros(64, np.int64)
-        self.e_col = np.zeros(64, np.int64)
-        self.e_val = np.zeros(64)
-        self.n_entries = 0
-        self.entry_of: dict[tuple[int, int], int] = {}
-        self.row_entries: dict[int, list[int]] = {}
-        self._csr: sp.csr_matrix | None = None
-        self._abs_csr: sp.csr_matrix | None = None
-
-    def row(self, acc: int) -> int:
-        r = self.row_of.get(acc)
-        if r is None:
-            r = self.n_rows
-            self.row_of[acc] = r
-            self.row_acc = _grow1(self.row_acc, r + 1)
-            self.row_acc[r] = acc
-            self.n_rows += 1
-            self.row_entries[r] = []
-            self._csr = None
-        return r
-
-    def set_qty(self, acc: int, name: str, qty: float) -> bool:
-        """Set a quantity; True if ``name`` is a new column."""
-        new_col = name not in self.cols
-        if new_col:
-            self.cols[name] = len(self.names)
-            self.names.append(name)
-        c = self.cols[name]
-        r = self.row(acc)
-        k = self.entry_of.get((r, c))
-        if k is None:
-            k = self.n_entries
-            self.e_row = _grow1(self.e_row, k + 1)
-            self.e_col = _grow1(self.e_col, k + 1)
-            self.e_val = _grow1(self.e_val, k + 1)
-            self.e_row[k], self.e_col[k] = r, c
-            self.entry_of[(r, c)] = k
-            entries = self.row_entries[r]
-            entries.append(k)
-            entries.sort(key=lambda e: int(self.e_col[e]))  # CSR order: by column
-            self.n_entries += 1
-        self.e_val[k] = qty
-        self._csr = None
-        return new_col
-
-    def csr(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """``(Q, |Q|)`` of shape (n_rows, n_cols), rows sorted by column (canonical)."""
-        if self._csr is None or self._abs_csr is None:
-            n = self.n_entries
-            shape = (self.n_rows, len(self.names))
-            q = sp.csr_matrix((self.e_val[:n].copy(), (self.e_row[:n], self.e_col[:n])),
-                              shape=shape)
-            q.sort_indices()
-            self._csr = q
-            self._abs_csr = abs(q)
-        return self._csr, self._abs_csr
-
-
-@dataclass
-class _Columns:
-    """Unit columns of one underlying aligned with its book's columns."""
-
-    pnl_t: NDArray[np.float64]
-    value_usd: NDArray[np.float64]
-    option_units: NDArray[np.float64]
-    unpriced: NDArray[np.float64]  # 1.0 where the instrument could not be priced
-    market_ts_ms: int
-    index: float
-
-    @classmethod
-    def of(cls, u: UnitColumns, ts: int, index: float) -> _Columns:
-        return cls(u.pnl_t.copy(), u.value_usd.copy(), u.option_units.copy(),
-                   (~u.priced).astype(np.float64), ts, index)
-
-    def append(self, u: UnitColumns) -> None:
-        self.pnl_t = np.vstack([self.pnl_t, u.pnl_t])
-        self.value_usd = np.concatenate([self.value_usd, u.value_usd])
-        self.option_units = np.concatenate([self.option_units, u.option_units])
-        self.unpriced = np.concatenate([self.unpriced, (~u.priced).astype(np.float64)])
+_ROW_ARRAYS = {"figure_im": np.float64, "figure_mm": np.float64, "im": np.float64,
+               "mm": np.float64, "equity": np.float64, "coll_value": np.float64,
+               "status": np.int8, "held": np.bool_, "computed": np.bool_,
+               "market_ts": np.int64, "updated_seq": np.int64, "binding_group": np.int16,
+               "binding_scenario": np.int32, "binding_loss": np.float64,
+               "binding_minimum": np.float64, "failed": np.bool_}
 
 
 class MarginEngine:
-    """Incremental grid-margin engine over input-log entries (see module docstring).
+    """Incremental margin engine over input-log entries (see module docstring).
 
     Parameters
     ----------
-    model : GridModel
-        Initial model; ``params`` entries replace its parameters when they take effect.
+    model : BaseMarginModel
+        Initial model in force (any registered model); ``params`` entries replace it or its
+        parameters when they take effect.
     config : EngineConfig
     """
 
-    def __init__(self, model: GridModel, config: EngineConfig | None = None) -> None:
+    # per-account outputs, capacity-grown, indexed by the books' account row (_ROW_ARRAYS)
+    figure_im: NDArray[np.float64]
+    figure_mm: NDArray[np.float64]
+    im: NDArray[np.float64]
+    mm: NDArray[np.float64]
+    equity: NDArray[np.float64]
+    coll_value: NDArray[np.float64]
+    status: NDArray[np.int8]
+    held: NDArray[np.bool_]
+    computed: NDArray[np.bool_]
+    market_ts: NDArray[np.int64]
+    updated_seq: NDArray[np.int64]
+    binding_group: NDArray[np.int16]
+    binding_scenario: NDArray[np.int32]
+    binding_loss: NDArray[np.float64]
+    binding_minimum: NDArray[np.float64]
+    failed: NDArray[np.bool_]
+
+    def __init__(self, model: BaseMarginModel, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self._set_model(model)
-        self.path = self.config.margin_path(model)
         self.feedback = self.config.feedback() if self.config.feedback is not None else None
         self.market = MarketState()
         self.validator = TickValidator(self.config.quality)
         self.haircuts = dict(self.config.haircuts if self.config.haircuts is not None
                              else CollateralPolicy().haircuts)
+        self.books = AccountBooks()
         self.degraded: dict[str, str] = {}
         self.clock_ms = 0
         self.last_seq = 0
-        self.pending_params: list[tuple[int, int, dict[str, Any], str]] = []
-        self.acc_index: dict[str, int] = {}
-        self.acc_ids: list[str] = []
-        self.positions: list[dict[str, float]] = []
-        self.collateral: list[dict[str, float]] = []
-        self.und_index: dict[str, int] = {}
-        self.und_names: list[str] = []
-        self.books: dict[str, _UnderlyingBook] = {}
-        self.columns: dict[str, _Columns] = {}
-        self.assets: dict[str, int] = {}
-        self.asset_names: list[str] = []
+        self.pending_params: list[tuple[int, int, dict[str, Any], str, str, bool]] = []
+        self.valuations: dict[str, UnderlyingValuation] = {}
+        self.failures: dict[int, str] = {}
+        self._unpriced_seen: dict[str, str] = {}
+        self._snap: tuple[tuple[Any, ...], MarketSnapshot | None] | None = None
         cap = 16
-        self.req = np.zeros((cap, 4))
-        self.loss = np.zeros((cap, 4))
-        self.minimum = np.zeros((cap, 4))
+        for name, dt in _ROW_ARRAYS.items():
+            setattr(self, name, np.zeros(cap, dt))
+        self.binding_group[:] = -1
         self.mark_value = np.zeros((cap, 4))
-        self.bind_j = np.zeros((cap, 4), np.int32)
         self.unpriced = np.zeros((cap, 4), bool)
-        self.coll = np.zeros((cap, 4))
-        self.coll_value = np.zeros(cap)
-        self.figure_im = np.zeros(cap)
-        self.im = np.zeros(cap)
-        self.mm = np.zeros(cap)
-        self.equity = np.zeros(cap)
-        self.status = np.zeros(cap, np.int8)
-        self.held = np.zeros(cap, bool)
-        self.computed = np.zeros(cap, bool)
-        self.market_ts = np.zeros(cap, np.int64)
-        self.updated_seq = np.zeros(cap, np.int64)
-        self._ids_arr: NDArray[np.object_] = np.zeros(0, dtype=object)
+        self.holds = np.zeros((cap, 4), bool)
+        self.components: dict[str, NDArray[np.float64]] = {}
+        self.groups: list[str] = []
+        self._group_index: dict[str, int] = {}
+        self.model: BaseMarginModel = model
+        self.factors = LiveRiskFactors(self._lambda(model), LiveConfig.from_params(model.params))
+        self.live_model: BaseMarginModel = model.with_factors(self.factors.freeze())
+        self.adapter: LiveAdapter = adapter_for(self.live_model, self.config.exact)
+        self.path = self.config.margin_path(model)
 
-    # -- model -------------------------------------------------------------------------------
-    def _set_model(self, model: GridModel) -> None:
-        if bool(model.params["grid"].get("cross_underlying_offset", False)):
-            raise InputError("params.grid.cross_underlying_offset",
-                             "the incremental engine margins per underlying (set it to false); "
-                             "use the what-if simulator for cross-margined grids")
+    # -- compatibility views -----------------------------------------------------------------
+    @property
+    def acc_ids(self) -> list[str]:
+        return self.books.acc_ids
+
+    @property
+    def acc_index(self) -> dict[str, int]:
+        return self.books.acc_index
+
+    @property
+    def und_names(self) -> list[str]:
+        return self.books.und_names
+
+    # -- model ---------------------------------------------------------------------------------
+    @staticmethod
+    def _lambda(model: BaseMarginModel) -> float:
+        return float(getattr(model, "ewma_lambda", 0.94))
+
+    def _install(self, model: BaseMarginModel) -> None:
+        """Make ``model`` the model in force (factor state kept; caches rebuilt)."""
         self.model = model
-        unit, shocks = model.scenario_axes()
-        self._unit_moves = unit
-        self._shocks = shocks
-        self._rate = float(model.params.get("minimums", {}).get("short_option_rate", 0.0))
-        self._mm_fraction = float(model.params["maintenance"]["mm_fraction"])
+        self.factors.lam = self._lambda(model)
+        self.factors.config = LiveConfig.from_params(model.params)
+        self.factors._frozen = None
+        self._seed_missing()
+        self.live_model = model.with_factors(self.factors.freeze())
+        self.adapter = adapter_for(self.live_model, self.config.exact)
+        self.path.reconfigure(model)
 
-    def scenario_label(self, underlying: str, j: int) -> str:
-        """Human label of scenario ``j`` on ``underlying`` (e.g. ``BTC -16.0%, vol up``)."""
-        return scenario_label(self.model, underlying, j)
+    def _rebind(self) -> None:
+        """Bind the model in force to the current factor state (after a factor change)."""
+        state = self.factors.freeze()
+        if self.live_model.live_factors is state:
+            return
+        self.live_model = self.model.with_factors(state)
+        self.adapter.rebind(self.live_model)
 
-    # -- bookkeeping --------------------------------------------------------------------------
+    def scenario_label(self, group: str, j: int) -> str:
+        """Human label of scenario ``j`` of ``group`` (an underlying, ``portfolio``, a combo)."""
+        return self.adapter.label(group, j)
+
+    @property
+    def factor_state_hash(self) -> str:
+        """Digest of the live risk-factor state in force."""
+        return self.factors.freeze().digest()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
     def owns(self, account_id: str) -> bool:
         """Whether this engine's partition owns ``account_id``."""
         c = self.config
         return c.n_partitions == 1 or partition_of(account_id, c.n_partitions) == c.partition
 
-    def _account(self, account_id: str) -> int:
-        i = self.acc_index.get(account_id)
-        if i is None:
-            i = len(self.acc_ids)
-            self.acc_index[account_id] = i
-            self.acc_ids.append(account_id)
-            if i >= self._ids_arr.shape[0]:
-                grown = np.empty(max(16, 2 * self._ids_arr.shape[0]), dtype=object)
-                grown[: self._ids_arr.shape[0]] = self._ids_arr
-                self._ids_arr = grown
-            self._ids_arr[i] = account_id
-            self.positions.append({})
-            self.collateral.append({})
-            n = i + 1
-            nu = self.req.shape[1]
-            self.req = _grow2(self.req, n, nu)
-            self.loss = _grow2(self.loss, n, nu)
-            self.minimum = _grow2(self.minimum, n, nu)
-            self.mark_value = _grow2(self.mark_value, n, nu)
-            self.bind_j = _grow2(self.bind_j, n, nu)
-            self.unpriced = _grow2(self.unpriced, n, nu)
-            self.coll = _grow2(self.coll, n, self.coll.shape[1])
-            for name in ("coll_value", "figure_im", "im", "mm", "equity", "status", "held",
-                         "computed", "market_ts", "updated_seq"):
-                setattr(self, name, _grow1(getattr(self, name), n))
-        return i
+    def _grow(self) -> None:
+        n = len(self.books)
+        for name in _ROW_ARRAYS:
+            a = getattr(self, name)
+            if n > a.shape[0]:
+                old = a.shape[0]
+                a = grow1(a, n)
+                if name == "binding_group":
+                    a[old:] = -1
+                setattr(self, name, a)
+        nu = max(len(self.books.und_names), 1)
+        self.mark_value = grow2(self.mark_value, n, nu)
+        self.unpriced = grow2(self.unpriced, n, nu)
+        self.holds = grow2(self.holds, n, nu)
+        for k, v in self.components.items():
+            self.components[k] = grow1(v, n)
 
-    def _underlying(self, und: str) -> int:
-        k = self.und_index.get(und)
-        if k is None:
-            k = len(self.und_names)
-            self.und_index[und] = k
-            self.und_names.append(und)
-            n = self.req.shape[0]
-            self.req = _grow2(self.req, n, k + 1)
-            self.loss = _grow2(self.loss, n, k + 1)
-            self.minimum = _grow2(self.minimum, n, k + 1)
-            self.mark_value = _grow2(self.mark_value, n, k + 1)
-            self.bind_j = _grow2(self.bind_j, n, k + 1)
-            self.unpriced = _grow2(self.unpriced, n, k + 1)
-            self.books[und] = _UnderlyingBook()
-        return k
+    def _group(self, name: str) -> int:
+        g = self._group_index.get(name)
+        if g is None:
+            g = self._group_index[name] = len(self.groups)
+            self.groups.append(name)
+        return g
 
-    def _asset(self, asset: str) -> int:
-        k = self.assets.get(asset)
-        if k is None:
-            k = len(self.asset_names)
-            self.assets[asset] = k
-            self.asset_names.append(asset)
-            self.coll = _grow2(self.coll, self.coll.shape[0], k + 1)
-        return k
-
-    def _asset_prices(self) -> NDArray[np.float64]:
-        """USD value of one unit of each collateral asset after haircut (0 if unknown)."""
-        out = np.zeros(self.coll.shape[1])
-        for a, k in self.assets.items():
+    def _asset_prices(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """USD value of one unit of each collateral asset after haircut, and before."""
+        b = self.books
+        cut = np.zeros(b.coll.shape[1])
+        raw = np.zeros(b.coll.shape[1])
+        for a, k in b.assets.items():
             px = self.market.index(a)
             if px is None:
                 px = 1.0 if a in STABLE_PAR else None
             h = self.haircuts.get(a)
-            out[k] = 0.0 if px is None or h is None else px * (1.0 - float(h))
-        return out
+            cut[k] = 0.0 if px is None or h is None else px * (1.0 - float(h))
+            raw[k] = 0.0 if px is None else px
+        return cut, raw
 
-    def _asset_raw_prices(self) -> NDArray[np.float64]:
-        out = np.zeros(self.coll.shape[1])
-        for a, k in self.assets.items():
-            px = self.market.index(a)
-            out[k] = px if px is not None else (1.0 if a in STABLE_PAR else 0.0)
-        return out
-
-    # -- entry point -------------------------------------------------------------------------
+    # -- entry point ---------------------------------------------------------------------------
     def skip_to(self, seq: int, clock_ms: int) -> None:
         """Advance past entries ``last_seq + 1 .. seq`` that were routed to other partitions.
 
@@ -370,13 +298,6 @@ class MarginEngine:
         :mod:`marginproof.scaleout.stream`, sends every other entry to every partition).
         Applying such an entry would only advance ``last_seq`` and the log clock, so this is
         exactly equivalent.
-
-        Parameters
-        ----------
-        seq : int
-            Last skipped sequence number (>= ``last_seq``).
-        clock_ms : int
-            The log clock (maximum ``logged_at_ms``) after the skipped entries.
         """
         if seq < self.last_seq:
             raise ValueError(f"cannot skip back to {seq} from {self.last_seq}")
@@ -401,26 +322,30 @@ class MarginEngine:
         activated = self._activate_params(entry, events)
         batch: MarginBatch | None = None
         try:
-            if entry.kind is EntryKind.TICK:
+            kind = entry.kind
+            if kind is EntryKind.TICK:
                 batch = self._on_tick(entry, events)
-            elif entry.kind is EntryKind.MARKET:
-                batch = self._on_market(entry)
-            elif entry.kind is EntryKind.FEED_STATUS:
+            elif kind is EntryKind.MARKET:
+                batch = self._on_market(entry, events)
+            elif kind is EntryKind.FEED_STATUS:
                 batch = self._on_feed_status(entry, events)
-            elif entry.kind in ACCOUNT_KINDS:
-                batch = self._on_account_entry(entry)
-            elif entry.kind is EntryKind.PARAMS:
+            elif kind in ACCOUNT_KINDS:
+                batch = self._on_account_entry(entry, events)
+            elif kind is EntryKind.PARAMS:
                 self._on_params(entry)
+            elif kind is EntryKind.DEPTH:
+                batch = self._on_depth(entry, events)
+            elif kind is EntryKind.RECALIBRATE:
+                batch = self._on_recalibrate(entry, events)
         except InputError as exc:
             # a malformed entry changes nothing; it is reported, never fatal for the log
             events.append(FeedAlert(entry.seq, self.config.partition, f"log:{entry.kind}",
                                     "", "rejected_entry", f"{exc.field}: {exc.message}", None))
-        if activated and batch is None:
-            batch = self._recompute_all(entry.seq, "params")
-        elif activated and batch is not None:
-            batch = self._recompute_all(entry.seq, f"params+{batch.cause}")
+        if activated:
+            cause = "params" if batch is None else f"params+{batch.cause}"
+            batch = self._remargin(entry.seq, self._all_rows(), cause, None, events)
         if batch is not None:
-            events.extend(self._status_events(batch, entry))
+            events.extend(status_events(self, batch, self.config.partition, self._margin_at))
         if self.feedback is not None:
             events.extend(self.feedback.after_entry(self, entry, events))
         return EngineOutput(entry.seq, batch, tuple(events))
@@ -428,67 +353,167 @@ class MarginEngine:
     # -- parameters ----------------------------------------------------------------------------
     def _on_params(self, entry: LogEntry) -> None:
         b = entry.body
-        if b.get("model") != "grid":
+        name = b.get("model")
+        switch = bool(b.get("engine_model", False))
+        if not switch and name != self.model.name:
             return  # parameters of other models concern the what-if simulator only
         params = b.get("params")
         eff = b.get("effective_at_ms")
         if not isinstance(params, Mapping) or isinstance(eff, bool) or not isinstance(eff, int):
             raise InputError("params", "needs params (object) and effective_at_ms (integer)")
-        GridModel(dict(params))  # validate now: a bad set is rejected, not scheduled
-        self.pending_params.append((eff, entry.seq, dict(params), str(b.get("changed_by", ""))))
+        if not isinstance(name, str):
+            raise InputError("params.model", "must be a model name")
+        model = model_class(name)(dict(params))  # validate now: a bad set is not scheduled
+        LiveConfig.from_params(model.params)
+        self.pending_params.append((eff, entry.seq, dict(params), str(b.get("changed_by", "")),
+                                    name, switch))
         self.pending_params.sort(key=lambda p: (p[0], p[1]))
 
     def _activate_params(self, entry: LogEntry, events: list[Event]) -> bool:
         changed = False
         while self.pending_params and self.pending_params[0][0] <= self.clock_ms:
-            eff, _, params, who = self.pending_params.pop(0)
-            model = GridModel(params)
+            eff, _, params, who, name, switch = self.pending_params.pop(0)
+            if not switch and name != self.model.name:
+                continue  # the model in force changed before this set took effect
             try:
-                self._set_model(model)
-                self.path.reconfigure(model)
-            except InputError as exc:
+                model = model_class(name)(params)
+                self._install(model)
+            except MarginproofError as exc:
                 events.append(FeedAlert(entry.seq, self.config.partition, "params", "",
-                                        "rejected_params", exc.message, None))
+                                        "rejected_params", str(exc), None))
                 continue
             events.append(ParamsActivated(entry.seq, self.config.partition, model.name,
                                           model.params_hash, eff, who))
             changed = True
-        if changed:
-            for und in list(self.books):
-                self._refresh_columns(und)
         return changed
+
+    # -- live risk factors ---------------------------------------------------------------------
+    def _seed_one(self, und: str, t_ms: int) -> tuple[float, float] | None:
+        """Seed ``und``'s live vols from the model's daily history (None: no history)."""
+        daily = getattr(self.model, "daily_vols", None)
+        u = self.market.underlyings.get(und)
+        if daily is None or u is None:
+            return None
+        asof = asof_date(datetime.fromtimestamp(t_ms / 1000.0, tz=UTC))
+        try:
+            sigma, iv_sigma = daily(und, asof)
+        except MarginproofError:
+            return None
+        if not (math.isfinite(sigma) and sigma > 0 and math.isfinite(iv_sigma) and iv_sigma > 0):
+            return None
+        self.factors.seed(und, sigma, iv_sigma, str(asof), t_ms, u.index, self._atm_iv(und))
+        return sigma, iv_sigma
+
+    def _seed_missing(self) -> None:
+        for und in sorted(self.market.underlyings):
+            if und not in self.factors.vols:
+                self._seed_one(und, self.factors.valuation_ms or
+                               self.market.underlyings[und].timestamp_ms)
+
+    def _atm_iv(self, und: str) -> float | None:
+        """ATM implied vol of ``und``: the quoted option nearest the forward of the first
+        expiry at least 7 days after the valuation time (None without quoted vols)."""
+        u = self.market.underlyings.get(und)
+        if u is None or not u.vols:
+            return None
+        t0 = self.factors.valuation_ms or u.timestamp_ms
+        best: tuple[int, float, str] | None = None
+        for name in sorted(u.vols):
+            inst = instrument(name)
+            if inst.expiry is None or inst.strike is None:
+                continue
+            e = int(inst.expiry.timestamp() * 1000)
+            if e - t0 < 7 * 86_400_000:
+                continue
+            f = u.forwards.get(e, u.index)
+            d = abs(math.log(float(inst.strike) / f))
+            if best is None or (e, d) < (best[0], best[1]):
+                best = (e, d, name)
+        return None if best is None else float(u.vols[best[2]])
+
+    def _draw(self, entry: LogEntry, reason: str, events: list[Event]) -> None:
+        seed_param = 0
+        mc = self.model.params.get("mc")
+        if isinstance(mc, Mapping) and isinstance(mc.get("seed"), int):
+            seed_param = int(mc["seed"])
+        old = self.factors.draw_seed
+        new = draw_seed(seed_param, entry.seq, entry.logged_at_ms)
+        self.factors.set_draw(entry.seq, new)
+        inputs = hashlib.sha256(f"{seed_param}:{entry.seq}:{entry.logged_at_ms}".encode())
+        events.append(Recalibrated(entry.seq, self.config.partition, "*", "draw", float(old),
+                                   float(new), inputs.hexdigest(),
+                                   self.factors.freeze().digest(), reason))
+
+    def _step_valuation(self, entry: LogEntry, t_ms: int, events: list[Event]) -> bool:
+        old = self.factors.valuation_ms
+        if not self.factors.advance_valuation(t_ms):
+            return False
+        day = 86_400_000
+        if old and old // day != self.factors.valuation_ms // day:
+            self._draw(entry, "new as-of day", events)
+        events.append(Recalibrated(entry.seq, self.config.partition, "*", "valuation",
+                                   float(old), float(self.factors.valuation_ms),
+                                   hashlib.sha256(str(t_ms).encode()).hexdigest(),
+                                   self.factors.freeze().digest(), "sampling interval"))
+        return True
 
     # -- market data ---------------------------------------------------------------------------
     def _on_tick(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
         tick = Tick.from_dict(entry.body)
+        und = tick.underlying
         verdict = self.validator.check(tick, int(entry.logged_at_ms))
         if not verdict.accepted:
             assert verdict.problem is not None
-            events.append(FeedAlert(entry.seq, self.config.partition, tick.stream,
-                                    tick.underlying, str(verdict.problem), verdict.detail,
-                                    tick.exchange_ms))
+            events.append(FeedAlert(entry.seq, self.config.partition, tick.stream, und,
+                                    str(verdict.problem), verdict.detail, tick.exchange_ms))
             if verdict.problem in (TickProblem.DUPLICATE, TickProblem.OUT_OF_ORDER):
                 return None  # old or repeated information: ignoring it keeps margins as they are
-            first = tick.underlying not in self.degraded
-            self.degraded[tick.underlying] = str(verdict.problem)
-            if first:
-                return self._hold_underlying(entry.seq, tick.underlying,
-                                             f"held:{verdict.problem}")
-            return None
+            first = und not in self.degraded
+            self.degraded[und] = str(verdict.problem)
+            return self._hold(entry.seq, und, f"held:{verdict.problem}") if first else None
+        new_und = not self.market.has(und)
         if not self.market.apply_tick(tick):
-            events.append(FeedAlert(entry.seq, self.config.partition, tick.stream,
-                                    tick.underlying, "no_index",
-                                    "no index price known yet for this underlying",
+            events.append(FeedAlert(entry.seq, self.config.partition, tick.stream, und,
+                                    "no_index", "no index price known yet for this underlying",
                                     tick.exchange_ms))
             return None
-        self.degraded.pop(tick.underlying, None)
-        return self._remargin_underlying(entry.seq, tick.underlying, f"tick:{tick.underlying}")
+        self.degraded.pop(und, None)
+        causes = [f"tick:{und}"]
+        if new_und and self._seed_one(und, self.factors.valuation_ms or tick.exchange_ms):
+            v = self.factors.vols[und]
+            events.append(Recalibrated(entry.seq, self.config.partition, und, "seed", None,
+                                       v.sigma_daily, self._history_hash(und),
+                                       self.factors.freeze().digest(), "first tick"))
+        if self.factors.valuation_ms == 0:
+            self.factors.set_valuation(tick.exchange_ms)
+        stepped = self._step_valuation(entry, tick.exchange_ms, events)
+        if stepped:
+            causes.append("valuation")
+        u = self.market.underlyings[und]
+        sample = self.factors.observe_index(und, tick.exchange_ms, u.index, self._atm_iv(und))
+        if sample is not None:
+            inputs = hashlib.sha256(f"{und}:{tick.exchange_ms}:{u.index!r}".encode())
+            events.append(Recalibrated(entry.seq, self.config.partition, und, "vol", sample[0],
+                                       sample[1], inputs.hexdigest(),
+                                       self.factors.freeze().digest(), "live EWMA sample"))
+            causes.append(f"recalibration:vol:{und}")
+        self._rebind()
+        rows = self._all_rows() if stepped else self.books.exposed(und)
+        moved = None if stepped else frozenset({und})
+        return self._remargin(entry.seq, rows, "+".join(causes), moved, events)
 
-    def _on_market(self, entry: LogEntry) -> MarginBatch | None:
+    def _history_hash(self, und: str) -> str:
+        v = self.factors.vols.get(und)
+        raw = f"{self.model.params_hash}:{und}:{'' if v is None else v.seed_asof}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def _on_market(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
         from marginproof.io.formats import market_from_dict  # boundary parser, pure
 
         snap = market_from_dict(dict(entry.body))
         touched = self.market.apply_snapshot(snap)
+        ts = int(round(snap.timestamp.timestamp() * 1000))
+        self.factors.set_valuation(max(ts, self.factors.valuation_ms))
         for und in touched:
             self.degraded.pop(und, None)
             u = self.market.underlyings[und]
@@ -499,8 +524,15 @@ class MarginEngine:
                 self.validator.seed(f"vol:{n}", v)
             for e, f in u.forwards.items():
                 self.validator.seed(f"fwd:{und}:{e}", f)
-        batches = [self._remargin_underlying(entry.seq, und, "market") for und in touched]
-        return _merge([b for b in batches if b is not None], self, entry.seq, "market")
+            seeded = self._seed_one(und, self.factors.valuation_ms)
+            if seeded is not None:
+                events.append(Recalibrated(entry.seq, self.config.partition, und, "seed", None,
+                                           seeded[0], self._history_hash(und),
+                                           self.factors.freeze().digest(),
+                                           "market snapshot: daily history"))
+        self._draw(entry, "market snapshot", events)
+        self._rebind()
+        return self._remargin(entry.seq, self._all_rows(), "market", None, events)
 
     def _on_feed_status(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
         b = entry.body
@@ -511,333 +543,279 @@ class MarginEngine:
         if status not in ("stale", "bad"):
             raise InputError("feed_status.status", f"unknown status {status!r}")
         first = und not in self.degraded
-        self.degraded[und] = str(status)
+        self.degraded[und] = f"{stream}: {status}"
         events.append(FeedAlert(entry.seq, self.config.partition, stream, und, str(status),
                                 str(reason), None))
-        return self._hold_underlying(entry.seq, und, f"held:{status}") if first else None
+        return self._hold(entry.seq, und, f"held:{status}") if first else None
 
-    def _refresh_columns(self, und: str) -> None:
-        book = self.books[und]
-        if not self.market.has(und):
-            n = len(book.names)
-            uc = UnitColumns(tuple(book.names), np.zeros((n, len(self.model.scenario_labels()))),
-                             np.zeros(n), np.array([instrument(x).contract_size
-                                                    if instrument(x).is_option else 0.0
-                                                    for x in book.names]),
-                             np.zeros(n, bool), ())
-            self.columns[und] = _Columns.of(uc, 0, 0.0)
-            return
-        snap = self.market.snapshot(und)
-        uc = unit_columns(self.model, snap, book.names)
-        m = self.market.underlyings[und]
-        self.columns[und] = _Columns.of(uc, m.timestamp_ms, m.index)
-
-    def _add_column(self, und: str, name: str) -> None:
-        cols = self.columns.get(und)
-        if cols is None:
-            self._refresh_columns(und)
-            return
-        if self.market.has(und):
-            uc = unit_columns(self.model, self.market.snapshot(und), [name])
-        else:
-            inst = instrument(name)
-            uc = UnitColumns((name,), np.zeros((1, cols.pnl_t.shape[1])), np.zeros(1),
-                             np.array([inst.contract_size if inst.is_option else 0.0]),
-                             np.zeros(1, bool), ())
-        cols.append(uc)
-
-    # -- vectorised re-margin of one underlying -------------------------------------------------
-    def _remargin_underlying(self, seq: int, und: str, cause: str) -> MarginBatch | None:
-        accs: list[NDArray[np.int64]] = []
-        if und in self.books and self.books[und].n_rows:
-            self._refresh_columns(und)
-            k = self.und_index[und]
-            book = self.books[und]
-            cols = self.columns[und]
-            q, qa = book.csr()
-            pnl = q @ cols.pnl_t  # (n_rows, n_scenarios)
-            j = np.argmin(pnl, axis=1) if pnl.shape[1] else np.zeros(book.n_rows, np.int64)
-            worst = pnl[np.arange(book.n_rows), j] if pnl.shape[1] else np.zeros(book.n_rows)
-            loss = np.maximum(0.0, -worst) + 0.0  # no -0.0
-            net_opt = q @ cols.option_units
-            minimum = self._rate * np.maximum(0.0, -net_opt) * cols.index + 0.0
-            rows_acc = book.row_acc[: book.n_rows]
-            self.loss[rows_acc, k] = loss
-            self.minimum[rows_acc, k] = minimum
-            self.req[rows_acc, k] = np.maximum(loss, minimum)
-            self.bind_j[rows_acc, k] = j
-            self.mark_value[rows_acc, k] = q @ cols.value_usd
-            self.unpriced[rows_acc, k] = (qa @ cols.unpriced) > 0.0
-            self.market_ts[rows_acc] = np.maximum(self.market_ts[rows_acc], cols.market_ts_ms)
-            accs.append(rows_acc)
-        a = self.assets.get(und)
-        if a is not None:
-            holders = np.flatnonzero(self.coll[: len(self.acc_ids), a] != 0.0)
-            accs.append(holders.astype(np.int64))
-        if not accs:
+    def _on_depth(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
+        und, book = parse_depth(entry.body, self.factors.config.depth_levels)
+        old = self.factors.depth.get(und)
+        if old is not None and book.exchange_ms <= old.exchange_ms:
+            events.append(FeedAlert(entry.seq, self.config.partition, f"depth:{und}", und,
+                                    "out_of_order", f"book at {book.exchange_ms} after "
+                                    f"{old.exchange_ms}", book.exchange_ms))
             return None
-        if len(accs) == 1:
-            idx = np.sort(accs[0])  # rows of one book are distinct accounts
-        else:
-            mask = np.zeros(len(self.acc_ids), bool)
-            for a_idx in accs:
-                mask[a_idx] = True
-            idx = np.flatnonzero(mask).astype(np.int64)
-        if idx.size == 0:
-            return None
-        return self._finish(seq, idx, cause, self._market_ts_of(und))
+        self.factors.set_depth(und, book)
+        if self.degraded.get(und, "").startswith(f"depth:{und}"):
+            self.degraded.pop(und, None)
+        events.append(Recalibrated(entry.seq, self.config.partition, und, "depth",
+                                   None if old is None else old.spread_rel, book.spread_rel,
+                                   book.digest(), self.factors.freeze().digest(), "depth feed"))
+        self._rebind()
+        return self._remargin(entry.seq, self.books.exposed(und), f"recalibration:depth:{und}",
+                              frozenset({und}), events)
 
-    def _hold_underlying(self, seq: int, und: str, cause: str) -> MarginBatch | None:
-        """Re-publish (unchanged, held) margins of accounts exposed to a degraded underlying."""
-        if und not in self.books or not self.books[und].n_rows:
-            return None
-        book = self.books[und]
-        idx = np.unique(book.row_acc[: book.n_rows][self.computed[book.row_acc[: book.n_rows]]])
-        if idx.size == 0:
-            return None
-        self.held[idx] = True
-        return self._batch(seq, idx, cause, self._market_ts_of(und))
+    def _on_recalibrate(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
+        self._draw(entry, str(entry.body.get("reason", "recalibrate entry")), events)
+        self._rebind()
+        return self._remargin(entry.seq, self._all_rows(), "recalibration", None, events)
 
-    def _market_ts_of(self, und: str) -> int:
-        m = self.market.underlyings.get(und)
-        return m.timestamp_ms if m is not None else 0
-
-    def _recompute_all(self, seq: int, cause: str) -> MarginBatch | None:
-        for und in self.books:
-            self._refresh_columns(und)
-        batches = []
-        for und in list(self.books):
-            b = self._remargin_underlying(seq, und, cause)
-            if b is not None:
-                batches.append(b)
-        n = len(self.acc_ids)
-        if n:
-            return self._finish(seq, np.arange(n, dtype=np.int64), cause,
-                                max((self._market_ts_of(u) for u in self.und_names), default=0))
-        return _merge(batches, self, seq, cause)
-
-    # -- one account ---------------------------------------------------------------------------
-    def _on_account_entry(self, entry: LogEntry) -> MarginBatch | None:
+    # -- accounts -------------------------------------------------------------------------------
+    def _on_account_entry(self, entry: LogEntry, events: list[Event]) -> MarginBatch | None:
         acc_id = entry.account_id
         if acc_id is None or not self.owns(acc_id):
             if entry.kind is EntryKind.ACCOUNT:
                 parse_account(entry.body)  # still validated: same behaviour in every partition
             return None
+        b = self.books
         touched: set[str] = set()
         if entry.kind is EntryKind.ACCOUNT:
             acc_id, positions, collateral = parse_account(entry.body)
-            i = self._account(acc_id)
-            for name in list(self.positions[i]):
-                touched.add(self._set_position(i, name, 0.0))
+            for name in positions:
+                instrument(name)
+            i, _ = b.account(acc_id)
+            for name in list(b.positions[i]):
+                touched.add(b.set_position(i, name, 0.0)[0])
             for name, q in positions.items():
-                touched.add(self._set_position(i, name, q))
-            self.coll[i, :] = 0.0
-            self.collateral[i] = {}
+                touched.add(b.set_position(i, name, q)[0])
+            b.coll[i, :] = 0.0
+            b.collateral[i] = {}
             for asset, amt in collateral.items():
-                self._set_collateral(i, asset, amt)
+                b.set_collateral(i, asset, amt)
         elif entry.kind is EntryKind.FILL:
             acc_id, name, dq = parse_fill(entry.body)
-            i = self._account(acc_id)
-            touched.add(self._set_position(i, name, self.positions[i].get(name, 0.0) + dq))
+            i, _ = b.account(acc_id)
+            touched.add(b.set_position(i, name, b.positions[i].get(name, 0.0) + dq)[0])
         else:
             acc_id, asset, amt = parse_transfer(entry.body)
-            i = self._account(acc_id)
-            self._set_collateral(i, asset, self.collateral[i].get(asset, 0.0) + amt)
-        for und in sorted(touched):
-            self._remargin_row(i, und)
-        idx = np.array([i], np.int64)
-        ts = max((self._market_ts_of(u) for u in self._account_underlyings(i)), default=0)
-        return self._finish(entry.seq, idx, str(entry.kind), ts)
+            i, _ = b.account(acc_id)
+            b.set_collateral(i, asset, b.collateral[i].get(asset, 0.0) + amt)
+        for und in touched:
+            if self.market.has(und) and und not in self.factors.vols:
+                self._seed_one(und, self.factors.valuation_ms)
+        self._rebind()
+        return self._remargin(entry.seq, np.array([i], np.int64), str(entry.kind),
+                              frozenset(touched), events)
 
-    def _account_underlyings(self, i: int) -> list[str]:
-        return [u for u in self.und_names if i in self.books[u].row_of]
+    # -- re-margining ----------------------------------------------------------------------------
+    def _all_rows(self) -> IntArray:
+        return np.arange(len(self.books), dtype=np.int64)
 
-    def _set_position(self, i: int, name: str, qty: float) -> str:
-        inst = instrument(name)
-        und = inst.underlying
-        self._underlying(und)
-        if qty == 0.0:
-            self.positions[i].pop(name, None)
-        else:
-            self.positions[i][name] = qty
-        if self.books[und].set_qty(i, name, qty):
-            self._add_column(und, name)
-        return und
+    def _snapshot(self) -> MarketSnapshot | None:
+        key = (tuple(sorted(self.market.version.items())), self.factors.valuation_ms)
+        if self._snap is None or self._snap[0] != key:
+            snap = (self.market.full_snapshot(self.factors.valuation_ms)
+                    if self.market.underlyings else None)
+            self._snap = (key, snap)
+        return self._snap[1]
 
-    def _set_collateral(self, i: int, asset: str, amount: float) -> None:
-        k = self._asset(asset)
-        self.coll[i, k] = amount
-        if amount == 0.0:
-            self.collateral[i].pop(asset, None)
-        else:
-            self.collateral[i][asset] = amount
+    def context(self) -> LiveContext:
+        """What the adapter reads: books, valuation snapshot, factors, the bound model."""
+        return LiveContext(self.books, self._snapshot(), self.factors.freeze(), self.live_model,
+                           self.valuations, self.market.version)
 
-    def _remargin_row(self, i: int, und: str) -> None:
-        """Scenario P&L of account ``i`` on ``und`` from the cached columns, in CSR order."""
-        k = self.und_index[und]
-        book = self.books[und]
-        cols = self.columns[und]
-        r = book.row_of[i]
-        n_scen = cols.pnl_t.shape[1]
-        pnl = np.zeros(n_scen)
-        net_opt = 0.0
-        value = 0.0
-        unpriced = False
-        for e in book.row_entries[r]:
-            c = int(book.e_col[e])
-            qv = float(book.e_val[e])
-            pnl += qv * cols.pnl_t[c]
-            net_opt += qv * float(cols.option_units[c])
-            value += qv * float(cols.value_usd[c])
-            unpriced = unpriced or (qv != 0.0 and cols.unpriced[c] > 0.0)
-        j = int(np.argmin(pnl)) if n_scen else 0
-        loss = max(0.0, -float(pnl[j])) if n_scen else 0.0
-        minimum = self._rate * max(0.0, -net_opt) * cols.index
-        self.loss[i, k] = loss
-        self.minimum[i, k] = minimum
-        self.req[i, k] = max(loss, minimum)
-        self.bind_j[i, k] = j
-        self.mark_value[i, k] = value
-        self.unpriced[i, k] = unpriced
-        self.market_ts[i] = max(int(self.market_ts[i]), cols.market_ts_ms)
+    def _values(self, ctx: LiveContext, idx: IntArray, moved: frozenset[str] | None,
+                events: list[Event], seq: int) -> None:
+        """Mark values and unpriced flags per (account, underlying) of the moved underlyings."""
+        b = self.books
+        for und in b.und_names if moved is None else sorted(moved):
+            if und not in b.books or not b.books[und].n_rows:
+                continue
+            k = b.und_index[und]
+            book = b.books[und]
+            val = ctx.valuation(und)
+            self._alert_unpriced(val, events, seq)
+            q, qa = book.csr()
+            acc = book.accounts
+            self.mark_value[acc, k] = np.asarray(q @ val.value_usd).ravel()
+            self.unpriced[acc, k] = np.asarray(qa @ (~val.priced).astype(np.float64)).ravel() > 0
+            self.holds[acc, k] = True
 
-    # -- account totals, hold rule, batches -----------------------------------------------------
-    def _finish(self, seq: int, idx: NDArray[np.int64], cause: str, ts: int) -> MarginBatch:
-        nu = len(self.und_names)
-        req = self.req[idx, :nu]
-        im_new = req.sum(axis=1) if nu else np.zeros(idx.size)
-        prices = self._asset_prices()
-        raw = self._asset_raw_prices()
-        coll = self.coll[idx, : len(self.asset_names)]
-        # haircut only on positive balances; debts count at the full index price
-        coll_val = np.where(coll > 0.0, coll * prices[: coll.shape[1]],
-                            coll * raw[: coll.shape[1]]).sum(axis=1) if coll.shape[1] else \
-            np.zeros(idx.size)
+    def _alert_unpriced(self, val: UnderlyingValuation, events: list[Event], seq: int) -> None:
+        for name in sorted(val.problems):
+            why = val.problems[name]
+            if self._unpriced_seen.get(name) != why:
+                self._unpriced_seen[name] = why
+                events.append(FeedAlert(seq, self.config.partition, f"valuation:{name}",
+                                        val.underlying, "unpriced", f"{name}: {why}", None))
+        for name in [n for n in self._unpriced_seen
+                     if instrument(n).underlying == val.underlying and n not in val.problems]:
+            del self._unpriced_seen[name]
+
+    def _remargin(self, seq: int, idx: IntArray, cause: str, moved: frozenset[str] | None,
+                  events: list[Event]) -> MarginBatch | None:
+        if idx.size == 0:
+            return None
+        self._grow()
+        ctx = self.context()
+        self._values(ctx, idx, moved, events, seq)
+        figs = self.adapter.figures(ctx, idx, moved)
+        b = self.books
+        nu = len(b.und_names)
+        cut, raw = self._asset_prices()
+        coll = b.coll[idx, : len(b.asset_names)]
+        coll_val = (np.where(coll > 0.0, coll * cut[: coll.shape[1]], coll * raw[: coll.shape[1]])
+                    .sum(axis=1) if coll.shape[1] else np.zeros(idx.size))
         mv = self.mark_value[idx, :nu].sum(axis=1) if nu else np.zeros(idx.size)
-        degraded_cols = np.array([u in self.degraded for u in self.und_names], bool)
-        hold = np.asarray(self.unpriced[idx, :nu].any(axis=1) if nu
-                          else np.zeros(idx.size, bool), dtype=bool)
-        for k in np.flatnonzero(degraded_cols).tolist():
-            book = self.books[self.und_names[k]]
-            hold |= np.isin(idx, book.row_acc[: book.n_rows])
-        mts = np.maximum(self.market_ts[idx], 0)
-        res = self.path.run(PathBatch(seq, self.clock_ms, mts, idx, im_new,
-                                      self._mm_fraction * im_new, {}, hold, cause,
-                                      self.model.name))
-        self.coll_value[idx] = coll_val
-        self.figure_im[idx] = im_new
+        degraded = np.asarray(self.unpriced[idx, :nu].any(axis=1) if nu
+                              else np.zeros(idx.size, bool), dtype=bool) | figs.failed
+        holds = self.holds[idx, :nu]
+        for und in self.degraded:
+            if und in b.und_index:
+                degraded |= holds[:, b.und_index[und]]
+        ts_u = np.array([self.market.underlyings[u].timestamp_ms if u in self.market.underlyings
+                         else 0 for u in b.und_names], np.int64)
+        mts = (np.where(holds, ts_u[None, :], 0).max(axis=1) if nu
+               else np.zeros(idx.size, np.int64)).astype(np.int64)
+        res = self.path.run(PathBatch(seq, self.clock_ms, mts, idx, figs.im, figs.mm,
+                                      figs.components, degraded, cause, self.model.name))
+        # store
+        gmap = np.array([self._group(g) for g in figs.groups] + [-1], np.int16)
+        self.figure_im[idx] = figs.im
+        self.figure_mm[idx] = figs.mm
         self.im[idx] = res.im
         self.mm[idx] = res.mm
+        self.coll_value[idx] = coll_val
         self.equity[idx] = coll_val + mv
         self.held[idx] = res.held
+        self.failed[idx] = figs.failed
         self.computed[idx] = True
         self.updated_seq[idx] = seq
-        return self._batch(seq, idx, cause, ts)
+        self.market_ts[idx] = mts
+        self.binding_group[idx] = gmap[figs.binding_group.astype(np.int64)]
+        self.binding_scenario[idx] = figs.binding_scenario
+        self.binding_loss[idx] = figs.binding_loss
+        self.binding_minimum[idx] = figs.binding_minimum
+        for k, v in figs.components.items():
+            col = self.components.get(k)
+            if col is None:
+                col = self.components[k] = np.zeros(self.im.shape[0])
+            col[idx] = v
+        for k, col in self.components.items():
+            if k not in figs.components:
+                col[idx] = 0.0
+        for r, i in enumerate(idx.tolist()):
+            if figs.failed[r]:
+                self.failures[i] = figs.reasons.get(r, "model error")
+            else:
+                self.failures.pop(i, None)
+        if figs.reasons:
+            first = sorted(set(figs.reasons.values()))[:3]
+            events.append(FeedAlert(seq, self.config.partition, f"model:{self.model.name}", "",
+                                    "unpriced_account", f"{len(figs.reasons)} account(s) "
+                                    f"could not be margined: {'; '.join(first)}", None))
+        return self._batch(seq, idx, cause, int(mts.max()) if mts.size else 0)
 
-    def _batch(self, seq: int, idx: NDArray[np.int64], cause: str, ts: int) -> MarginBatch:
-        nu = len(self.und_names)
-        im, mm, eq = self.im[idx], self.mm[idx], self.equity[idx]
-        status = np.where(eq < mm, STATUS_LIQUIDATION,
-                          np.where(eq < im, STATUS_CALL, STATUS_OK)).astype(np.int8)
-        if nu:
-            kb = np.argmax(self.req[idx, :nu], axis=1)
-            has = self.req[idx, kb] > 0.0
-            bj = np.where(has, self.bind_j[idx, kb], -1).astype(np.int32)
-            bk = np.where(has, kb, -1).astype(np.int16)
-        else:
-            bj = np.full(idx.size, -1, np.int32)
-            bk = np.full(idx.size, -1, np.int16)
-        return MarginBatch(seq, self.config.partition, int(ts), self.model.name,
-                           self.model.params_hash, cause, self._ids_array(), im.copy(),
-                           mm.copy(),
-                           eq.copy(), status, self.held[idx].copy(), tuple(self.und_names), bk,
-                           bj, idx.copy())
+    def _hold(self, seq: int, und: str, cause: str) -> MarginBatch | None:
+        """Re-publish (unchanged, held) margins of accounts exposed to a degraded underlying."""
+        if und not in self.books.books or not self.books.books[und].n_rows:
+            return None
+        acc = self.books.books[und].accounts
+        idx = np.unique(acc[self.computed[acc]])
+        if idx.size == 0:
+            return None
+        self.held[idx] = True
+        m = self.market.underlyings.get(und)
+        return self._batch(seq, idx, cause, m.timestamp_ms if m is not None else 0)
 
-    def _ids_array(self) -> NDArray[np.object_]:
-        """Account ids as an object array (capacity-doubled) for fast fancy indexing.
-
-        Batches keep a reference: slots are only ever filled, never changed, and growth
-        makes a new array, so an old batch's indices stay valid.
-        """
-        return self._ids_arr
-
-    def _status_events(self, batch: MarginBatch, entry: LogEntry) -> list[Event]:
-        idx = batch.account_index
-        old = self.status[idx]
-        new = batch.status
-        changed = np.flatnonzero(old != new)
-        self.status[idx] = new
-        out: list[Event] = []
-        for c in changed.tolist():
-            i = int(idx[c])
-            margin = self.account_margin(self.acc_ids[i], batch.seq)
-            assert margin is not None  # every account in a batch has been computed
-            prev = STATUS_NAMES[int(old[c])]
-            s = int(new[c])
-            cls = (MarginCall if s == STATUS_CALL else
-                   LiquidationSignal if s == STATUS_LIQUIDATION else MarginRestored)
-            out.append(cls(self.config.partition, margin, prev, batch.cause))
-        return out
+    def _batch(self, seq: int, idx: IntArray, cause: str, ts: int) -> MarginBatch:
+        return make_batch(self, seq, self.config.partition, idx, cause, ts, self.model.name,
+                          self.model.params_hash, tuple(self.groups), self.books.ids_array(),
+                          self.components, self.factor_state_hash)
 
     # -- queries ---------------------------------------------------------------------------------
-    def account_margin(self, account_id: str, seq: int | None = None) -> AccountMargin | None:
-        """Current margin of an account this engine owns (None if unknown / not computed)."""
-        i = self.acc_index.get(account_id)
-        if i is None or not self.computed[i]:
-            return None
-        nu = len(self.und_names)
+    def held_reason(self, i: int) -> str:
+        """Why account row ``i`` is held (empty if it is not)."""
+        if not self.held[i]:
+            return ""
+        b = self.books
+        parts = [f"{u} degraded ({why})" for u, why in sorted(self.degraded.items())
+                 if u in b.books and i in b.books[u].row_of]
+        for name in sorted(b.positions[i]):
+            v = self.valuations.get(instrument(name).underlying)
+            if v is not None and name in v.problems:
+                parts.append(f"unpriced {name}: {v.problems[name]}")
+        if i in self.failures:
+            parts.append(f"model: {self.failures[i]}")
+        return "; ".join(parts) or "held"
+
+    def _margin_at(self, i: int, seq: int | None) -> AccountMargin:
         binding = None
-        if nu:
-            k = int(np.argmax(self.req[i, :nu]))
-            if self.req[i, k] > 0.0:
-                und = self.und_names[k]
-                j = int(self.bind_j[i, k])
-                binding = Binding(und, j, self.scenario_label(und, j), float(self.loss[i, k]),
-                                  float(self.minimum[i, k]))
-        status = int(np.where(self.equity[i] < self.mm[i], STATUS_LIQUIDATION,
-                              np.where(self.equity[i] < self.im[i], STATUS_CALL, STATUS_OK)))
-        return AccountMargin(account_id, int(self.updated_seq[i]) if seq is None else seq,
+        g = int(self.binding_group[i])
+        if g >= 0:
+            group = self.groups[g]
+            j = int(self.binding_scenario[i])
+            binding = Binding(group, j, self.scenario_label(group, j),
+                              float(self.binding_loss[i]), float(self.binding_minimum[i]))
+        st = int(status_of(self.equity[i:i + 1], self.im[i:i + 1], self.mm[i:i + 1])[0])
+        comps = {k: float(v[i]) for k, v in sorted(self.components.items()) if v[i] != 0.0}
+        return AccountMargin(self.books.acc_ids[i],
+                             int(self.updated_seq[i]) if seq is None else seq,
                              int(self.market_ts[i]), self.model.name, self.model.params_hash,
                              float(self.im[i]), float(self.mm[i]), float(self.equity[i]),
-                             STATUS_NAMES[status], bool(self.held[i]), binding)
+                             STATUS_NAMES[st], bool(self.held[i]), binding, comps,
+                             float(self.figure_im[i]), self.factor_state_hash,
+                             int(self.factors.valuation_ms), self.held_reason(i))
+
+    def account_margin(self, account_id: str, seq: int | None = None) -> AccountMargin | None:
+        """Current margin of an account this engine owns (None if unknown / not computed)."""
+        i = self.books.acc_index.get(account_id)
+        if i is None or not self.computed[i]:
+            return None
+        return self._margin_at(i, seq)
 
     def account_positions(self, account_id: str) -> tuple[dict[str, float], dict[str, float]]:
         """``(positions, collateral)`` of an owned account (empty if unknown)."""
-        i = self.acc_index.get(account_id)
+        i = self.books.acc_index.get(account_id)
         if i is None:
             return {}, {}
-        return dict(self.positions[i]), dict(self.collateral[i])
+        return dict(self.books.positions[i]), dict(self.books.collateral[i])
+
+    def valuation_snapshot(self) -> MarketSnapshot | None:
+        """The market every position is valued on (all underlyings at the valuation time)."""
+        return self._snapshot()
 
     def state_digest(self) -> str:
         """SHA-256 over every account's (id, IM, MM, equity) bytes: equal digests = equal state."""
-        import hashlib
-
         h = hashlib.sha256()
-        for i, a in enumerate(self.acc_ids):
+        for i, a in enumerate(self.books.acc_ids):
             h.update(a.encode())
             h.update(np.array([self.im[i], self.mm[i], self.equity[i]]).tobytes())
         return h.hexdigest()
 
+    def snapshot_arrays(self) -> dict[str, Any]:
+        """Copies of the per-account arrays (for the web console: take under the lock)."""
+        n = len(self.books)
+        return {
+            "ids": list(self.books.acc_ids), "groups": list(self.groups),
+            "computed": self.computed[:n].copy(), "im": self.im[:n].copy(),
+            "mm": self.mm[:n].copy(), "equity": self.equity[:n].copy(),
+            "held": self.held[:n].copy(), "seq": self.updated_seq[:n].copy(),
+            "market_ts": self.market_ts[:n].copy(),
+            "binding_group": self.binding_group[:n].copy(),
+            "binding_scenario": self.binding_scenario[:n].copy(),
+            "components": {k: v[:n].copy() for k, v in self.components.items()},
+            "model": self.model.name, "params_hash": self.model.params_hash,
+            "factor_state_hash": self.factor_state_hash,
+        }
 
-def scenario_label(model: GridModel, underlying: str, j: int) -> str:
-    """Label of grid scenario ``j`` on ``underlying``: move of the underlying and vol shock."""
-    unit, shocks = model.scenario_axes()
-    ns = len(shocks)
-    if not 0 <= j < len(unit) * ns:
-        return f"{underlying} scenario {j}"
-    u = float(unit[j // ns]) * model.price_range(underlying)
-    return f"{underlying} {u:+.1%}, vol {shocks[j % ns]}"
 
+def scenario_label(model: Any, underlying: str, j: int) -> str:
+    """Label of grid scenario ``j`` on ``underlying`` (kept for callers of the grid engine)."""
+    from marginproof.engine.adapters.grid import scenario_label as grid_label
 
-def _merge(batches: list[MarginBatch], engine: MarginEngine, seq: int, cause: str
-           ) -> MarginBatch | None:
-    """One batch out of several (later rows win), re-read from the engine's arrays."""
-    if not batches:
-        return None
-    ids = sorted({a for b in batches for a in b.account_ids}, key=engine.acc_index.__getitem__)
-    idx = np.array([engine.acc_index[a] for a in ids], np.int64)
-    ts = max(b.market_ts_ms for b in batches)
-    return engine._batch(seq, idx, cause, ts)
+    return grid_label(model, underlying, j)
 
 
 def ms_to_datetime(ms: int) -> datetime:

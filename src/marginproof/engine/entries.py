@@ -15,7 +15,13 @@ Bodies (JSON objects):
   (absolute, replaces the account);
 * ``fill``: ``{account_id, instrument, quantity}`` (signed delta);
 * ``transfer``: ``{account_id, asset, amount}`` (signed delta);
-* ``params``: ``{model, params, params_hash, effective_at_ms, changed_by}``.
+* ``params``: ``{model, params, params_hash, effective_at_ms, changed_by}``; with
+  ``engine_model: true`` the model becomes the engine's model in force at ``effective_at_ms``
+  (otherwise only a change of the model in force's parameters concerns the engine);
+* ``depth``: ``{underlying, exchange_ms, bids: [[price, qty], ...], asks: [...]}`` (best
+  first) from a depth feed (:func:`marginproof.risk.live.parse_depth`);
+* ``recalibrate``: ``{reason, changed_by}``: draw the scenario sets again (Monte Carlo seed
+  derived from this entry) and rebuild every set and account.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class EntryKind(StrEnum):
     FILL = "fill"
     TRANSFER = "transfer"
     PARAMS = "params"
+    DEPTH = "depth"
+    RECALIBRATE = "recalibrate"
 
 
 ACCOUNT_KINDS = frozenset({EntryKind.ACCOUNT, EntryKind.FILL, EntryKind.TRANSFER})

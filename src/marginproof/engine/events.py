@@ -46,9 +46,21 @@ class AccountMargin:
     status: str
     held: bool
     binding: Binding | None
+    components: Mapping[str, float] = field(default_factory=dict)
+    """The model's components of the figure (``core``, ``apc_adjustment`` ... for dynamic)."""
+    figure_initial_margin: float | None = None
+    """The model figure before the path-dependent steps (hold, buffer, speed limit)."""
+    factor_state_hash: str = ""
+    """Digest of the risk-factor state the figure was computed on."""
+    valuation_ms: int = 0
+    """Valuation time of the positions (the engine's valuation clock)."""
+    held_reason: str = ""
+    """Why the margin is held (degraded feed, unpriced positions and why); empty if not held."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["components"] = dict(self.components)
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +150,38 @@ class ParamsActivated:
 
 
 @dataclass(frozen=True, slots=True)
+class Recalibrated:
+    """A live risk factor changed and the scenario sets that depend on it were rebuilt.
+
+    ``factor`` is ``vol`` (EWMA of index returns), ``iv_vol``, ``draw`` (Monte Carlo scenario
+    draw), ``depth``, ``valuation`` (the valuation clock stepped) or ``seed``; ``old``/``new``
+    are its values (None when not a number), ``inputs_hash`` the digest of what it was computed
+    from, ``state_hash`` the digest of the whole factor state after it.
+    """
+
+    type: ClassVar[str] = "recalibrated"
+    seq: int
+    partition: int
+    underlying: str
+    factor: str
+    old: float | None
+    new: float | None
+    inputs_hash: str
+    state_hash: str
+    reason: str
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.underlying}:{self.factor}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(type=self.type, event_id=self.event_id)
+        return d
+
+
+
+@dataclass(frozen=True, slots=True)
 class _LoopEvent:
     """An event of the feedback loop (backtest settlement, proposal, market response)."""
 
@@ -187,8 +231,10 @@ class MarketResponseChecked(_LoopEvent):
     type: ClassVar[str] = "market_response"
 
 
+
 Event = (MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
-         | BacktestSettled | ScalingProposed | ProposalUpdated | MarketResponseChecked)
+         | Recalibrated | BacktestSettled | ScalingProposed | ProposalUpdated
+         | MarketResponseChecked)
 
 
 @dataclass(frozen=True)
@@ -216,6 +262,9 @@ class MarginBatch:
     binding_underlying_index: NDArray[np.int16]
     binding_scenario: NDArray[np.int32]
     account_index: NDArray[np.int64]
+    components: Mapping[str, NDArray[np.float64]] = field(default_factory=dict)
+    """Per component, the batch's values (shape (n,)), before the path-dependent steps."""
+    factor_state_hash: str = ""
 
     @cached_property
     def account_ids(self) -> tuple[str, ...]:
@@ -265,4 +314,4 @@ class MarginBatch:
                 "partition": self.partition, "market_ts_ms": self.market_ts_ms,
                 "model": self.model, "params_hash": self.params_hash, "cause": self.cause,
                 "n_accounts": len(self), "n_ok": int(counts[0]), "n_margin_call": int(counts[1]),
-                "n_liquidation": int(counts[2])}
+                "n_liquidation": int(counts[2]), "factor_state_hash": self.factor_state_hash}

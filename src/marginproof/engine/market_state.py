@@ -40,6 +40,11 @@ class MarketState:
     """All underlyings' current data (mutable; owned by the engine)."""
 
     underlyings: dict[str, UnderlyingMarket] = field(default_factory=dict)
+    version: dict[str, int] = field(default_factory=dict)
+    """Per underlying, incremented whenever its data changes (cache keys of valuations)."""
+
+    def bump(self, underlying: str) -> None:
+        self.version[underlying] = self.version.get(underlying, 0) + 1
 
     def has(self, underlying: str) -> bool:
         return underlying in self.underlyings
@@ -70,6 +75,7 @@ class MarketState:
         u.vols.update(dict(tick.implied_vols))
         u.funding.update(dict(tick.funding_rates))
         u.timestamp_ms = max(u.timestamp_ms, tick.exchange_ms)
+        self.bump(tick.underlying)
         return True
 
     def apply_snapshot(self, snap: MarketSnapshot) -> tuple[str, ...]:
@@ -89,6 +95,7 @@ class MarketState:
             u.funding = {n: f for n, f in snap.funding_rates.items()
                          if instrument(n).underlying == und}
             self.underlyings[und] = u
+            self.bump(und)
             touched.append(und)
         return tuple(touched)
 
@@ -106,11 +113,18 @@ class MarketState:
             funding_rates=dict(sorted(u.funding.items())),
         )
 
-    def full_snapshot(self) -> MarketSnapshot | None:
-        """Snapshot of every underlying (time = the latest underlying time), or None if empty."""
+    def full_snapshot(self, at_ms: int | None = None) -> MarketSnapshot | None:
+        """Snapshot of every underlying, or None if empty.
+
+        Parameters
+        ----------
+        at_ms : int, optional
+            Its time (the engine's valuation time); default the latest underlying time.
+        """
         if not self.underlyings:
             return None
-        ts_ms = max(u.timestamp_ms for u in self.underlyings.values())
+        ts_ms = max(u.timestamp_ms for u in self.underlyings.values()) if at_ms is None \
+            else int(at_ms)
         return MarketSnapshot(
             timestamp=datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC),
             index_prices={k: v.index for k, v in sorted(self.underlyings.items())},

@@ -9,10 +9,11 @@ last UTC day whose close is known at the market time. Scenario sets are cached p
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +27,9 @@ from marginproof.risk.implied import DEFAULT_PROXY_SCALE
 from marginproof.risk.measures import es_weights, expected_shortfall, var
 from marginproof.scenarios.revalue import scenario_pnl_usd
 from marginproof.scenarios.sets import ScenarioSet, book_moves
+
+if TYPE_CHECKING:
+    from marginproof.risk.live import RiskFactorState
 
 FloatArray = NDArray[np.float64]
 HistoryProvider = Callable[[], MarketHistory]
@@ -105,6 +109,90 @@ class HistoryModel(BaseMarginModel):
         self._provider = history_provider or _default_provider
         self._paths: dict[tuple[str, float], FactorPath] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._factors: RiskFactorState | None = None
+        self._live_sets: dict[tuple[Any, ...], ScenarioSet] = {}
+
+    # -- live risk factors -----------------------------------------------------------------------
+    def with_factors(self, factors: RiskFactorState | None) -> HistoryModel:
+        """A view of this model on an explicit live risk-factor state.
+
+        The view shares the history, factor paths and per-date caches (so binding is cheap)
+        and differs in two things: the one-day core scenario set of the as-of day has each
+        underlying's return (IV) column rescaled by ``sigma_live / sigma_daily(T)`` (the
+        state's EWMA vol over the model's own daily EWMA forecast, which seeded it), and
+        Monte Carlo draws use the state's ``draw_seed``. Nested history models (the core model
+        of ``dynamic``) are bound too. With ``factors=None`` the view is the batch model.
+        """
+        view = copy.copy(self)
+        view._factors = factors
+        view._live_sets = {}
+        for name, value in list(vars(view).items()):
+            if isinstance(value, HistoryModel) and value is not self:
+                setattr(view, name, value.with_factors(factors))
+        return view
+
+    @property
+    def live_factors(self) -> RiskFactorState | None:
+        return self._factors
+
+    def scenario_seed(self, default: int) -> int:
+        """Seed of scenario draws: the bound state's draw seed, else ``default`` (params)."""
+        f = self._factors
+        return int(f.draw_seed) if f is not None and f.draw_seq > 0 else int(default)
+
+    @property
+    def ewma_lambda(self) -> float:
+        """Daily EWMA decay of the model's factor paths (0.94 when it has none)."""
+        return float(getattr(self, "lam", 0.94))
+
+    def daily_vols(self, underlying: str, asof: np.datetime64) -> tuple[float, float]:
+        """The model's daily EWMA forecasts ``sigma_next(T)`` of returns and ATM-IV changes."""
+        p = self.factor_paths((underlying,), self.ewma_lambda)[underlying]
+        n = p.index_of(asof)
+        return float(p.sigma[n]), float(p.iv_sigma[n])
+
+    def live_scales(self, sset: ScenarioSet, asof: np.datetime64
+                    ) -> tuple[FloatArray, FloatArray]:
+        """Per-underlying return and IV scales of the bound state (ones when unbound)."""
+        d = len(sset.underlyings)
+        rs, vs = np.ones(d), np.ones(d)
+        f = self._factors
+        if f is None:
+            return rs, vs
+        for j, u in enumerate(sset.underlyings):
+            v = f.vols.get(u)
+            if v is None:
+                continue
+            s_d, iv_d = self.daily_vols(u, asof)
+            rs[j] = v.sigma_daily / s_d
+            vs[j] = v.iv_sigma_daily / iv_d
+        return rs, vs
+
+    def _live_core(self, base: ScenarioSet, asof: np.datetime64) -> ScenarioSet:
+        """``base`` with the bound state's vol scales applied (memoised per base set)."""
+        rs, vs = self.live_scales(base, asof)
+        if np.all(rs == 1.0) and np.all(vs == 1.0):
+            return base
+        key = (id(base), rs.tobytes(), vs.tobytes())
+        out = self._live_sets.get(key)
+        if out is None:
+            info = dict(base.info)
+            sn = dict(info.get("sigma_next", {}))
+            ivn = dict(info.get("iv_sigma_next", {}))
+            for j, u in enumerate(base.underlyings):
+                if u in sn:
+                    sn[u] = float(sn[u]) * float(rs[j])
+                if u in ivn:
+                    ivn[u] = float(ivn[u]) * float(vs[j])
+            info.update(sigma_next=sn, iv_sigma_next=ivn,
+                        live_scale={u: float(rs[j]) for j, u in enumerate(base.underlyings)},
+                        live_iv_scale={u: float(vs[j]) for j, u in enumerate(base.underlyings)})
+            out = ScenarioSet(base.underlyings, base.labels, base.log_returns * rs[None, :],
+                              base.iv_log_changes * vs[None, :], base.horizon_applied, info)
+            if len(self._live_sets) > 64:
+                self._live_sets.clear()
+            self._live_sets[key] = out
+        return out
 
     # -- configuration -------------------------------------------------------------------------
     def _validate(self, params: Mapping[str, Any]) -> None:
@@ -192,10 +280,10 @@ class HistoryModel(BaseMarginModel):
         """The cached scenario set for a book's underlyings."""
         if not underlyings:
             return ScenarioSet((), (), np.zeros((0, 0)), np.zeros((0, 0)))
-        key = ("core", str(asof), tuple(sorted(underlyings)))
+        key = ("core", str(asof), tuple(sorted(underlyings)), self.scenario_seed(0))
         full: ScenarioSet = self.cached(key, lambda: self.scenario_set(
             tuple(sorted(underlyings)), asof))
-        return full
+        return self._live_core(full, asof) if self._factors is not None else full
 
     def revalue(self, book: ResolvedBook, sset: ScenarioSet) -> FloatArray:
         """USD P&L (n_scenarios, n_positions) of the book under a set, over the MPOR."""

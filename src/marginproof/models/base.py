@@ -56,6 +56,17 @@ class BaseMarginModel(ABC):
     def params_hash(self) -> str:
         return self._hash
 
+    def with_factors(self, factors: Any) -> BaseMarginModel:
+        """This model bound to a live risk-factor state (:class:`marginproof.risk.live.
+        RiskFactorState`). Models that read no live factor (grid, formula presets) return
+        themselves; history models return a view that uses the state's vols and draws."""
+        return self
+
+    @property
+    def live_factors(self) -> Any:
+        """The risk-factor state this model is bound to (None: the as-of day's history)."""
+        return None
+
     def _validate(self, params: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Check parameters, raising ``InputError`` naming the field."""
 

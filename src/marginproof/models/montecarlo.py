@@ -140,7 +140,7 @@ class MCModel(ScenarioRiskMixin):
         if missing:
             raise InputError("market.timestamp",
                              f"not enough history (< {mh} returns) at {asof} for {missing}")
-        key = ("universe", str(asof), tuple(eligible))
+        key = ("universe", str(asof), tuple(eligible), self.scenario_seed(int(self.mc["seed"])))
         built: ScenarioSet = self.cached(key, lambda: self._simulate(tuple(eligible), asof))
         return built
 
@@ -156,7 +156,8 @@ class MCModel(ScenarioRiskMixin):
         cop = fit_copula(factors, int(self.mc["copula_window"]), self.lam,
                          float(self.mc["shrinkage"]), None if nu_cfg == "fit" else float(nu_cfg))
         x = simulate_factors(factors, cop, int(self.mc["n_batches"]),
-                             int(self.mc["log2_points"]), int(self.mc["seed"]),
+                             int(self.mc["log2_points"]),
+                             self.scenario_seed(int(self.mc["seed"])),
                              bool(self.mc.get("antithetic", True)),
                              bool(self.mc.get("quasi_random", True)))
         d = len(unds)
@@ -169,7 +170,8 @@ class MCModel(ScenarioRiskMixin):
              "copula_nu": cop.nu, "copula_nu_fitted": cop.nu_fitted,
              "copula_n_obs": cop.n_obs, "copula_corr": cop.corr.tolist(),
              "copula_factors": list(cop.names), "marginals": infos,
-             "n_batches": int(self.mc["n_batches"]), "seed": int(self.mc["seed"])},
+             "n_batches": int(self.mc["n_batches"]),
+             "seed": self.scenario_seed(int(self.mc["seed"]))},
         )
 
     def margin(self, portfolio: Portfolio, market: MarketSnapshot) -> MarginResult:

@@ -20,7 +20,7 @@ from typing import Any
 from marginproof.engine.core import EngineConfig, EngineOutput, MarginEngine
 from marginproof.engine.entries import ACCOUNT_KINDS, EntryKind
 from marginproof.market.snapshot import MarketSnapshot
-from marginproof.models.grid import GridModel
+from marginproof.models.base import BaseMarginModel
 from marginproof.service.gateway import InputGateway
 from marginproof.service.metrics import Metrics
 from marginproof.storage.sql import SqlRepository
@@ -34,7 +34,7 @@ _MARKET_KINDS = frozenset({EntryKind.TICK, EntryKind.MARKET})
 class EngineRunner:
     """One partition's engine loop (see module docstring)."""
 
-    def __init__(self, repo: SqlRepository, model: GridModel, config: EngineConfig,
+    def __init__(self, repo: SqlRepository, model: BaseMarginModel, config: EngineConfig,
                  publish: SyncPublish | None = None, metrics: Metrics | None = None,
                  gateway: InputGateway | None = None, prefix: str = "mp",
                  commit_every: int = 256) -> None:

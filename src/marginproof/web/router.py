@@ -235,7 +235,7 @@ def console_whatif(body: WhatIfIn, principal: PrincipalDep,
     console draws: components, greeks by expiry and the risk matrix as heat-map data."""
     t0 = time.perf_counter()
     positions, snap = whatif_inputs(body, principal, container)
-    model = container.whatif_model(body.model, body.params)
+    model = container.whatif_model(body.model or container.engine_model().name, body.params)
     portfolio = Portfolio.of(positions)
     result = model.margin(portfolio, snap)
     book = resolve(portfolio, snap)

@@ -76,17 +76,8 @@ def rank_accounts(rows: Iterable[Mapping[str, Any]], limit: int) -> dict[str, An
 def engine_snapshot(engine: Any) -> dict[str, Any]:
     """Copies of one :class:`MarginEngine`'s per-account arrays (take it under the engine's
     lock: a few array copies, so the engine waits microseconds, not a Python loop)."""
-    n = len(engine.acc_ids)
-    nu = len(engine.und_names)
-    return {
-        "ids": list(engine.acc_ids), "unds": list(engine.und_names),
-        "computed": np.array(engine.computed[:n], bool), "im": np.array(engine.im[:n], float),
-        "mm": np.array(engine.mm[:n], float), "equity": np.array(engine.equity[:n], float),
-        "held": np.array(engine.held[:n], bool), "seq": np.array(engine.updated_seq[:n]),
-        "market_ts": np.array(engine.market_ts[:n]), "req": np.array(engine.req[:n, :nu], float),
-        "bind_j": np.array(engine.bind_j[:n, :nu]), "model": engine.model.name,
-        "params_hash": engine.model.params_hash,
-    }
+    snap: dict[str, Any] = engine.snapshot_arrays()
+    return snap
 
 
 def snapshot_rows(snap: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -94,15 +85,12 @@ def snapshot_rows(snap: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``MarginEngine.account_margin`` derives them; labels are left to :func:`normalize_row`)."""
     im, mm, eq = snap["im"], snap["mm"], snap["equity"]
     status = np.where(eq < mm, 2, np.where(eq < im, 1, 0))
-    req = snap["req"]
-    has_und = req.shape[1] > 0
-    k = np.argmax(req, axis=1) if has_und else np.zeros(len(im), np.int64)
+    groups = snap["groups"]
     rows = []
     for i in np.flatnonzero(snap["computed"]).tolist():
-        und: str | None = None
-        j: int | None = None
-        if has_und and req[i, k[i]] > 0.0:
-            und, j = snap["unds"][int(k[i])], int(snap["bind_j"][i, k[i]])
+        g = int(snap["binding_group"][i])
+        und: str | None = groups[g] if g >= 0 else None
+        j: int | None = int(snap["binding_scenario"][i]) if g >= 0 else None
         rows.append({
             "account_id": snap["ids"][i], "seq": int(snap["seq"][i]),
             "market_ts_ms": int(snap["market_ts"][i]), "model": snap["model"],
@@ -110,6 +98,8 @@ def snapshot_rows(snap: Mapping[str, Any]) -> list[dict[str, Any]]:
             "maintenance_margin": float(mm[i]), "equity": float(eq[i]),
             "status": STATUS_NAMES[int(status[i])], "held": bool(snap["held"][i]),
             "binding_underlying": und, "binding_scenario": j,
+            "components": {k: float(v[i]) for k, v in sorted(snap["components"].items())
+                           if v[i] != 0.0},
         })
     return rows
 

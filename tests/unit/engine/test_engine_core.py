@@ -9,6 +9,7 @@ import pytest
 from _engine_helpers import account_body
 
 from marginproof.engine import EngineConfig, EntryKind, MarginEngine, Tick
+from marginproof.engine.core import ms_to_datetime
 from marginproof.engine.events import LiquidationSignal, MarginCall, MarginRestored
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.io.formats import market_to_dict
@@ -58,8 +59,11 @@ def test_engine_matches_grid_model_on_random_books_after_an_index_tick(demo, log
     out = eng.apply(log(EntryKind.TICK, tick.to_dict()))
     assert out.batch is not None
     ratio = s_new / market.index("BTC")
+    # positions are valued at the engine's valuation clock: the tick's time on the 1-hour grid
+    val_ms = (int(new_ts.timestamp() * 1000) // 3_600_000) * 3_600_000
+    assert eng.factors.valuation_ms == val_ms
     moved = MarketSnapshot(
-        new_ts, {**market.index_prices, "BTC": s_new},
+        ms_to_datetime(val_ms), {**market.index_prices, "BTC": s_new},
         {"BTC": {e: f * ratio for e, f in market.forwards["BTC"].items()}},
         {n: m * ratio for n, m in market.mark_prices.items()}, market.implied_vols)
     model = GridModel()

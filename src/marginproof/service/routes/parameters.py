@@ -64,7 +64,7 @@ def schedule_change(model: str, body: ParamsChangeIn, principal: OperatorDep,
     if model == container.settings.engine_model:
         from marginproof.engine.core import MarginEngine
 
-        MarginEngine(instance)  # type: ignore[arg-type]  # the engine must accept it too
+        MarginEngine(instance)  # the engine must accept it too
     change = container.repo.record_params_change(model, instance.params_hash,
                                                  dict(instance.params),
                                                  f"{principal.label or principal.key_id}",
