@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginproof.apc.stage import live_margin_path
 from marginproof.config.settings import Settings
 from marginproof.engine.core import EngineConfig
 from marginproof.engine.partition import partition_of
@@ -229,8 +230,10 @@ def bootstrap(settings: Settings | None = None, clock_ms: Callable[[], int] | No
     gateway = InputGateway(repo, s.bus_prefix)
     quality = QualityConfig(max_delay_ms=s.max_tick_delay_ms, max_jump=s.max_jump)
     runners = []
+    feedback = _feedback_factory(s)
     for p in s.owned_partitions():
-        cfg = EngineConfig(quality=quality, n_partitions=s.partitions, partition=p)
+        cfg = EngineConfig(quality=quality, n_partitions=s.partitions, partition=p,
+                           margin_path=live_margin_path, feedback=feedback)
         r = EngineRunner(repo, _initial_model(s), cfg, None, metrics, gateway, s.bus_prefix,
                          s.engine_commit_every)
         gateway.add_waker(r.wake)
@@ -238,4 +241,22 @@ def bootstrap(settings: Settings | None = None, clock_ms: Callable[[], int] | No
     pool = WorkPool(s.work_processes, {"whatif": LaneQuota(s.whatif_concurrency, s.whatif_queue)},
                     s.work_mode)
     limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
-    return Container(s, repo, metrics, gateway, runners, clock, pool=pool, limiter=limiter)
+    container = Container(s, repo, metrics, gateway, runners, clock, pool=pool, limiter=limiter)
+    if s.auto_approve_proposals:
+        from marginproof.service.routes.feedback import auto_approver
+
+        for r in runners:
+            r.listeners.append(auto_approver(container))
+    return container
+
+
+def _feedback_factory(s: Settings) -> Callable[[], Any]:
+    """The engines' feedback loop (live backtest, proposals) from the settings."""
+    from marginproof.backtest.feedback import FeedbackLoop
+    from marginproof.backtest.live import LiveBacktestConfig
+
+    notice_s = max(s.proposal_notice_s, s.params_min_notice_s)
+    cfg = LiveBacktestConfig(settlement_hour_utc=s.settlement_hour_utc,
+                             window_days=s.backtest_window_days, alpha=s.backtest_alpha,
+                             min_days=s.proposal_min_days, notice_ms=int(notice_s * 1000))
+    return lambda: FeedbackLoop(cfg)

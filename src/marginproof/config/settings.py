@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(default=30.0, gt=0)
 
     params_min_notice_s: float = Field(default=3600.0, ge=0)
+    settlement_hour_utc: int = Field(default=8, ge=0, le=23)
+    backtest_window_days: int = Field(default=250, ge=2, le=5000)
+    backtest_alpha: float = Field(default=0.01, gt=0, lt=1)
+    proposal_min_days: int = Field(default=20, ge=1)
+    proposal_notice_s: float = Field(default=86_400.0, ge=0)
+    auto_approve_proposals: bool = False
     feeds: list[FeedSpec] = Field(default_factory=list)
 
     host: str = "127.0.0.1"

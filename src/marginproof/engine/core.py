@@ -115,6 +115,10 @@ class EngineConfig:
     haircuts: Mapping[str, float] | None = None
     margin_path: Callable[[Any], MarginPath] = default_margin_path
     exact: bool = False
+    feedback: Callable[[], Any] | None = None
+    """Builds the feedback loop run around every entry (daily settlement, live backtest,
+    scaling proposals, market-response events): :class:`marginproof.backtest.feedback.
+    FeedbackLoop`. None: no feedback loop."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ class MarginEngine:
 
     def __init__(self, model: BaseMarginModel, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
+        self.feedback = self.config.feedback() if self.config.feedback is not None else None
         self.market = MarketState()
         self.validator = TickValidator(self.config.quality)
         self.haircuts = dict(self.config.haircuts if self.config.haircuts is not None
@@ -312,6 +317,8 @@ class MarginEngine:
         self.last_seq = entry.seq
         self.clock_ms = max(self.clock_ms, int(entry.logged_at_ms))
         events: list[Event] = []
+        if self.feedback is not None:
+            events.extend(self.feedback.before_entry(self, entry))
         activated = self._activate_params(entry, events)
         batch: MarginBatch | None = None
         try:
@@ -339,6 +346,8 @@ class MarginEngine:
             batch = self._remargin(entry.seq, self._all_rows(), cause, None, events)
         if batch is not None:
             events.extend(status_events(self, batch, self.config.partition, self._margin_at))
+        if self.feedback is not None:
+            events.extend(self.feedback.after_entry(self, entry, events))
         return EngineOutput(entry.seq, batch, tuple(events))
 
     # -- parameters ----------------------------------------------------------------------------

@@ -180,8 +180,61 @@ class Recalibrated:
         return d
 
 
+
+@dataclass(frozen=True, slots=True)
+class _LoopEvent:
+    """An event of the feedback loop (backtest settlement, proposal, market response)."""
+
+    type: ClassVar[str] = "loop"
+    seq: int
+    partition: int
+    subject: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.subject}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.body)
+        d.update(type=self.type, event_id=self.event_id, seq=self.seq, partition=self.partition,
+                 subject=self.subject)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestSettled(_LoopEvent):
+    """A daily settlement compared the books' realised P&L with the margin they held."""
+
+    type: ClassVar[str] = "backtest_settled"
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingProposed(_LoopEvent):
+    """The backtest left the green zone: a scaling change is proposed (with its evidence),
+    announced with its effective time; it needs an operator's approval."""
+
+    type: ClassVar[str] = "scaling_proposed"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalUpdated(_LoopEvent):
+    """A proposal was approved (its params entry was logged), took effect, or expired."""
+
+    type: ClassVar[str] = "proposal_updated"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketResponseChecked(_LoopEvent):
+    """A margin increase was checked against the live depth (cascade), and maybe phased."""
+
+    type: ClassVar[str] = "market_response"
+
+
+
 Event = (MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
-         | Recalibrated)
+         | Recalibrated | BacktestSettled | ScalingProposed | ProposalUpdated
+         | MarketResponseChecked)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from marginproof.bootstrap import Container
 from marginproof.service import errors
 from marginproof.service.guard import RequestGuard
-from marginproof.service.routes import accounts, hedge, keys, parameters, stream, system, whatif
+from marginproof.service.routes import (
+    accounts,
+    feedback,
+    hedge,
+    keys,
+    parameters,
+    stream,
+    system,
+    whatif,
+)
 from marginproof.service.routes import forecast as forecast_routes
 from marginproof.service.stream import Fanout
 from marginproof.web.router import router as web_router
@@ -60,6 +69,7 @@ def create_app(container: Container, manage_lifecycle: bool = True,
                        max_body_bytes=s.max_body_bytes)
     errors.install(app)
     for r in (system.router, accounts.router, forecast_routes.router, parameters.router,
-              hedge.router, whatif.router, keys.router, stream.router, web_router):
+              hedge.router, whatif.router, keys.router, stream.router, feedback.router,
+              web_router):
         app.include_router(r)
     return app

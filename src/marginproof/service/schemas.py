@@ -169,7 +169,9 @@ class WhatIfIn(Strict):
     ``docs/service.md``).
     """
 
-    model: str = Field(default="grid", min_length=1, max_length=64)
+    model: str | None = Field(default=None, min_length=1, max_length=64,
+                              description="registry model; default: the model in force in "
+                              "the engines, on their live state")
     params: dict[str, Any] | None = None
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
     positions: Positions = Field(default_factory=dict, max_length=500)
@@ -213,6 +215,7 @@ class WhatIfOut(BaseModel):
     equity_usd: float
     excess_over_initial_margin_usd: float | None
     excess_over_maintenance_margin_usd: float | None
+    model_in_force: bool = False
 
 
 class KeyCreate(Strict):

@@ -147,8 +147,11 @@ def simulate_cascade(venue: str, fundamental: FloatArray, times: Sequence[str],
     ----------
     fundamental : ndarray, shape (n_hours,)
         Real hourly closes (USD).
-    im_rate_long, im_rate_short : ndarray, shape (n_hours,)
-        Venue IM as a fraction of notional for a long / short perp position at each hour.
+    im_rate_long, im_rate_short : ndarray, shape (n_hours,) or (n_hours, n_accounts)
+        Venue IM as a fraction of notional for a long / short perp position at each hour
+        (one rate for every account, or one per account: the live market-response check,
+        :mod:`marginproof.apc.market_response`, gives each account its own; the timeline
+        then reports the largest).
     mm_fraction : float
     book : OrderBook
     population : Population
@@ -157,8 +160,10 @@ def simulate_cascade(venue: str, fundamental: FloatArray, times: Sequence[str],
     n_h = F.shape[0]
     rl = np.asarray(im_rate_long, dtype=np.float64)
     rs = np.asarray(im_rate_short, dtype=np.float64)
-    if rl.shape != (n_h,) or rs.shape != (n_h,) or not np.all(np.isfinite(F)):
-        raise InputError("cascade", "price and rate paths must be finite, shape (n_hours,)")
+    shapes = ((n_h,), (n_h, population.notional_usd.shape[0]))
+    if rl.shape not in shapes or rs.shape not in shapes or not np.all(np.isfinite(F)):
+        raise InputError("cascade", "price and rate paths must be finite, shape (n_hours,) "
+                         "or (n_hours, n_accounts)")
     notional0 = population.notional_usd
     p0 = F[0]
     coins = notional0 / p0
@@ -193,8 +198,8 @@ def simulate_cascade(venue: str, fundamental: FloatArray, times: Sequence[str],
         rows.append({"time": times[t], "fundamental_usd": float(F[t]), "price_usd": price,
                      "impact_pct": 100.0 * (price / F[t] - 1.0), "liquidated_accounts": liq_n,
                      "liquidated_usd": liq_usd, "cumulative_liquidated_usd": liq_usd_total,
-                     "bad_debt_usd": bad_debt, "im_rate_long": float(rl[t]),
-                     "im_rate_short": float(rs[t])})
+                     "bad_debt_usd": bad_debt, "im_rate_long": float(np.max(rl[t])),
+                     "im_rate_short": float(np.max(rs[t]))})
     tl = pd.DataFrame(rows)
     totals = {
         "venue": venue, "accounts": int(coins.shape[0]),
@@ -204,7 +209,7 @@ def simulate_cascade(venue: str, fundamental: FloatArray, times: Sequence[str],
         "max_price_impact_pct": float(tl["impact_pct"].abs().max()),
         "final_price_impact_pct": float(tl["impact_pct"].iloc[-1]),
         "bad_debt_usd": bad_debt,
-        "initial_im_rate_long": float(rl[0]), "max_im_rate_long": float(rl.max()),
+        "initial_im_rate_long": float(np.max(rl[0])), "max_im_rate_long": float(rl.max()),
     }
     return CascadeResult(venue, tl, totals)
 

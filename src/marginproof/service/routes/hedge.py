@@ -286,10 +286,8 @@ async def hedge_whatif(body: HedgeWhatIfIn, request: Request, principal: Princip
     stored). ``whatif_trades`` are the suggestion as what-if trades."""
     wi = WhatIfIn(model=body.model, params=body.params, account_id=body.account_id,
                   positions=body.positions, trades=body.trades)
-    positions, market = whatif_inputs(wi, principal, container)
-    collateral = dict(body.collateral)
-    if body.account_id is not None and not collateral:
-        state = container.repo.account_state(body.account_id)
-        collateral = dict(state[2]) if state else {}
+    wbook = whatif_inputs(wi, principal, container)
+    positions, market = wbook.after, wbook.market
+    collateral = dict(body.collateral) or wbook.collateral
     job = _job(container, body, positions, collateral, market, None)
     return await _run(request, job, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from marginproof.apc.stage import validate_params as validate_live_path
 from marginproof.errors import InputError
 from marginproof.models.registry import available_models, model_class
 from marginproof.service.deps import ContainerDep, OperatorDep, PrincipalDep
@@ -59,6 +60,7 @@ def schedule_change(model: str, body: ParamsChangeIn, principal: OperatorDep,
     if eff_ms > 4_102_444_800_000:
         raise InputError("effective_at", "must be before 2100")
     instance = model_class(model)(body.params)  # validates: InputError -> 422
+    validate_live_path(instance.params)  # the live path's [apc] tables too
     if model == container.settings.engine_model:
         from marginproof.engine.core import MarginEngine
 

@@ -141,15 +141,17 @@ async def compute_whatif(body: WhatIfIn, principal: Any, container: Any, view: s
     """Validate, charge the key, run in the pool; the result dict of the task."""
     container.pool.check(LANE)  # a full lane refuses before any work (429)
     book = whatif_inputs(body, principal, container)
-    model = _model(container, body.model, body.params)
-    cost = MODEL_COST.get(body.model, 3.0)
+    in_force = container.engine_model().name
+    name = body.model or in_force
+    model = _model(container, name, body.params)
+    cost = MODEL_COST.get(name, 3.0)
     wait = container.limiter.take(principal.key_id, cost - 1.0) if cost > 1.0 else 0.0
     if wait > 0:
         raise HTTPException(429, "rate limit of this key exceeded",
                             headers={"Retry-After": RateLimiter.retry_after(wait)})
     key, state = _market_payload(container, book.market)
-    shipped = body.params is None and body.model != container.settings.engine_model
-    task = WhatIfTask(body.model, None if shipped else dict(model.params), model.params_hash,
+    shipped = body.params is None and name != container.settings.engine_model
+    task = WhatIfTask(name, None if shipped else dict(model.params), model.params_hash,
                       key, state, book.before, book.after, book.collateral, book.preset_inputs,
                       bool(body.detail), view)
     t0 = time.perf_counter()
@@ -165,6 +167,7 @@ async def compute_whatif(body: WhatIfIn, principal: Any, container: Any, view: s
         raise InputError(field, message)
     out: dict[str, Any] = res["ok"]
     out["base_account"] = book.base_account
+    out["model_in_force"] = name == in_force and body.params is None
     return out
 
 
