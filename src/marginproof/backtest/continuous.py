@@ -278,6 +278,9 @@ class Settlement:
     var: FloatArray | None
     es: FloatArray | None
     u: FloatArray | None
+    components: Mapping[str, FloatArray] | None = None
+    binding: NDArray[np.int8] | None = None
+    binding_terms: tuple[str, ...] = ()
 
 
 def settlement(path: MarketPath, row: int, books: DayBooks, margins: DayMargins,
@@ -286,7 +289,8 @@ def settlement(path: MarketPath, row: int, books: DayBooks, margins: DayMargins,
     loss = -books.pnl_usd(path, row + horizon_days)
     return Settlement(row, as_day(path.times[row]), margins.margin, loss,
                       books.gross_notional_usd, margins.var, margins.es,
-                      du_u(margins.scenario_losses, loss))
+                      du_u(margins.scenario_losses, loss), margins.components,
+                      margins.binding, margins.binding_terms)
 
 
 def margin_rows(path: MarketPath, table: TemplateTable, provider: MarginProvider,
@@ -360,6 +364,10 @@ class ContinuousBacktest:
                     "es_usd": float(st.es[k]) if st.es is not None else math.nan,
                     "u": float(st.u[k]) if st.u is not None else math.nan,
                     "gross_notional_usd": float(st.gross_notional_usd[k]),
+                    **({f"comp_{c}": float(v[k]) for c, v in st.components.items()}
+                       if st.components is not None else {}),
+                    **({"binding": st.binding_terms[int(st.binding[k])]
+                        if st.binding[k] >= 0 else ""} if st.binding is not None else {}),
                 })
         if timed:
             self.timings["settle_s"] += self._clock() - t0
@@ -408,6 +416,8 @@ class ContinuousBacktest:
         """Tidy daily table: one row per (date, book) settled."""
         cols = ["date", "portfolio", "category", "model", "margin_usd", "loss_usd", "exception",
                 "var_usd", "es_usd", "u", "gross_notional_usd"]
+        if self._records:
+            cols += [c for c in self._records[0] if c not in cols]
         return pd.DataFrame(self._records, columns=cols)
 
     def summary(self) -> pd.DataFrame:
