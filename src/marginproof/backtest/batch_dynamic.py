@@ -55,6 +55,7 @@ from marginproof.scenarios.sets import ScenarioSet
 
 FloatArray = NDArray[np.float64]
 COMPONENTS = ("core", "apc_adjustment", "stress_floor", "liquidity", "concentration", "funding")
+LEVELS = ("stressed", "floor_10y", "stress_loss", "var_es_level")
 
 
 def _measure(pnl: FloatArray, conf_var: float, conf_es: float, measure: str, scaling: float
@@ -181,7 +182,9 @@ class _Day:
 class HistoryBatchProvider:
     """Batch margins of a ``fhs``/``mc``/``dynamic`` model (see module docstring)."""
 
-    def __init__(self, model: Any, name: str | None = None) -> None:
+    def __init__(self, model: Any, name: str | None = None, levels: bool = False) -> None:
+        """``levels=True`` computes the stressed-period and 10-year-floor measures even where
+        the model's parameters switch them off (for :mod:`marginproof.calibration`)."""
         from marginproof.models._history import ScenarioRiskMixin
 
         if not isinstance(model, ScenarioRiskMixin):
@@ -190,6 +193,7 @@ class HistoryBatchProvider:
         self.is_dynamic = hasattr(model, "core_model")
         self.core: Any = getattr(model, "core_model", model)
         self._name = name or model.name
+        self.levels = bool(levels)
         self.skipped = 0
 
     @property
@@ -202,10 +206,11 @@ class HistoryBatchProvider:
         var_o, es_o = np.full(n, np.nan), np.full(n, np.nan)
         comps = {c: np.full(n, np.nan) for c in COMPONENTS} if self.is_dynamic else None
         binding = np.full(n, -1, np.int8) if self.is_dynamic else None
+        levels = {c: np.full(n, np.nan) for c in LEVELS} if self.is_dynamic else None
         act = np.flatnonzero(books.active)
         if act.size == 0:
             return DayMargins(out, var_o, es_o, None, out.copy(), comps, binding,
-                              BINDING_TERMS if self.is_dynamic else ())
+                              BINDING_TERMS if self.is_dynamic else (), levels)
         legs = np.flatnonzero(books.active[books.portfolio_idx])
         rb, inst = day_instruments(books, legs, history)
         day = _Day(self, rb)
@@ -245,6 +250,9 @@ class HistoryBatchProvider:
                 for c in COMPONENTS:
                     comps[c][kk] = res[c]
                 binding[kk] = res["binding"]
+            if levels is not None:
+                for c in LEVELS:
+                    levels[c][kk] = res[f"lvl_{c}"]
             for j, kb in enumerate(ks):
                 scen_cols[kb] = res["losses"][:, j]
         scen = None
@@ -255,7 +263,7 @@ class HistoryBatchProvider:
                 scen[: x.shape[0], k] = x
         mm = float(self.model.params["maintenance"]["mm_fraction"]) * out
         return DayMargins(out, var_o, es_o, scen, mm, comps, binding,
-                          BINDING_TERMS if self.is_dynamic else ())
+                          BINDING_TERMS if self.is_dynamic else (), levels)
 
     # -- per group ------------------------------------------------------------------------------
     def _pnl(self, day: _Day, Q: dict[str, csr_matrix], sset: ScenarioSet
@@ -294,12 +302,15 @@ class HistoryBatchProvider:
             return res
         apc = mdl.apc
         w = float(apc.get("stressed_weight", 0.25))
-        m_stress = None
-        if w > 0.0:
-            m_stress = self._measure_of(*self._pnl(day, Q, mdl.stressed_period_set(unds, asof)))
-        m_floor = None
-        if bool(apc.get("floor_10y", True)):
-            m_floor = self._measure_of(*self._pnl(day, Q, mdl.floor_set(core_set, asof)))
+        lvl_stress = lvl_floor = None
+        if w > 0.0 or self.levels:
+            sset = mdl.stressed_period_set(unds, asof)
+            if len(sset):  # no stressed period ended yet: no blend (DynamicModel.margin)
+                lvl_stress = self._measure_of(*self._pnl(day, Q, sset))
+        if bool(apc.get("floor_10y", True)) or self.levels:
+            lvl_floor = self._measure_of(*self._pnl(day, Q, mdl.floor_set(core_set, asof)))
+        m_stress = lvl_stress if w > 0.0 else None
+        m_floor = lvl_floor if bool(apc.get("floor_10y", True)) else None
         a = apc_requirement(m_core, m_stress, m_floor, w, float(apc.get("static_buffer", 0.0)))
         hist, hyp = mdl.stress_sets(unds, asof)
         s_loss = np.zeros(P_core.shape[1])
@@ -312,6 +323,11 @@ class HistoryBatchProvider:
         res.update(im=cc + add["liquidity"] + add["concentration"] + add["funding"],
                    core=m_core, apc_adjustment=a - m_core, stress_floor=cc - a, **add,
                    binding=binding_component(m_core, m_stress, m_floor, s_loss, w, f))
+        nan = np.full(P_core.shape[1], np.nan)
+        res["lvl_stressed"] = nan if lvl_stress is None else lvl_stress
+        res["lvl_floor_10y"] = nan if lvl_floor is None else lvl_floor
+        res["lvl_stress_loss"] = s_loss
+        res["lvl_var_es_level"] = var_es_columns(-P_core, c.conf_es, c.conf_es)[0]
         return res
 
     def _addons(self, day: _Day, Q: dict[str, csr_matrix], asof: np.datetime64,

@@ -281,6 +281,7 @@ class Settlement:
     components: Mapping[str, FloatArray] | None = None
     binding: NDArray[np.int8] | None = None
     binding_terms: tuple[str, ...] = ()
+    levels: Mapping[str, FloatArray] | None = None
 
 
 def settlement(path: MarketPath, row: int, books: DayBooks, margins: DayMargins,
@@ -290,7 +291,7 @@ def settlement(path: MarketPath, row: int, books: DayBooks, margins: DayMargins,
     return Settlement(row, as_day(path.times[row]), margins.margin, loss,
                       books.gross_notional_usd, margins.var, margins.es,
                       du_u(margins.scenario_losses, loss), margins.components,
-                      margins.binding, margins.binding_terms)
+                      margins.binding, margins.binding_terms, margins.levels)
 
 
 def margin_rows(path: MarketPath, table: TemplateTable, provider: MarginProvider,
@@ -368,6 +369,8 @@ class ContinuousBacktest:
                        if st.components is not None else {}),
                     **({"binding": st.binding_terms[int(st.binding[k])]
                         if st.binding[k] >= 0 else ""} if st.binding is not None else {}),
+                    **({f"lvl_{c}": float(v[k]) for c, v in st.levels.items()}
+                       if st.levels is not None else {}),
                 })
         if timed:
             self.timings["settle_s"] += self._clock() - t0

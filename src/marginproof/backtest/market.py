@@ -10,10 +10,17 @@ its margin sees only data dated on or before the bar (no look-ahead).
 an implied vol every day but the shipped chains cover 12 dates only. The ATM level is
 
 * BTC: Deribit DVOL / 100 where it exists (2021-03-24 .. 2025-11-12; last hourly close of the day);
-* otherwise: ``iv_ratio * sqrt(365) * sigma_next``, the causal RiskMetrics EWMA (lambda 0.94)
-  one-day vol forecast after the day's return, annualised, times ``iv_ratio``. The default
-  ``IV_RATIO = 1.19`` is the median of DVOL / (annualised EWMA vol) of BTC over the 1,667 days
-  where both exist (measured once, fixed here so that no backtest date depends on later data).
+* ETH, SOL where DVOL exists: DVOL times the ratio of the coin's annualised EWMA vol to
+  BTC's (slow EWMA, lambda 0.99): no ETH or SOL implied-vol index is shipped, so BTC DVOL is
+  the common implied-vol factor (the models' ``[iv] series`` map ETH and SOL to it too) and
+  the ratio sets each coin's level;
+* otherwise the proxy ``iv_ratio * s_ref^(1 - p) * s^p`` with ``s = sqrt(365) sigma_next``, the
+  causal RiskMetrics EWMA (lambda 0.94) one-day vol forecast after the day's return,
+  annualised. ``IV_RATIO = 1.19`` is the median of DVOL / s of BTC over the 1,667 days where
+  both exist, ``S_REF = 0.51`` the median of s on those days, and ``p = 0.77`` the ratio of the
+  std of DVOL log changes to that of s (``risk/implied.py``: the models' IV proxy moves
+  ``0.77 x`` the EWMA vol's log changes, so the path's proxy IV moves the same way). Measured
+  once and fixed here so that no backtest date depends on later data.
 
 **Smiles** (:class:`SmileBook`). Where a shipped option chain exists (BTC, 12 quote dates in
 2021-06/07 and 2022-01..04), an option's vol is the ATM level times the chain's smile shape:
@@ -36,22 +43,20 @@ from numpy.typing import NDArray
 from marginproof.errors import InputError
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
+from marginproof.risk.implied import DEFAULT_PROXY_SCALE
 
 FloatArray = NDArray[np.float64]
 
 IV_RATIO = 1.19
+S_REF = 0.51
+PROXY_POWER = DEFAULT_PROXY_SCALE
 IV_FLOOR = 0.05  # an ATM vol below 5 % a year is a data error for crypto; floor the proxy
+RATIO_LAMBDA = 0.99  # EWMA decay of the coin/BTC vol ratio that scales DVOL for ETH and SOL
 
 
-def iv_proxy(closes: FloatArray, lam: float = RISKMETRICS_LAMBDA, ratio: float = IV_RATIO,
-             periods_per_year: float = 365.0, n_init: int = N_INIT) -> FloatArray:
-    """Causal EWMA implied-vol proxy of one close series, shape (n,) (NaN before the seed).
-
-    Returns on consecutive non-missing rows (gaps never filled); the value at row ``t`` uses
-    returns up to and including row ``t`` only: ``ratio * sqrt(periods_per_year) * sigma_next``.
-    The EWMA seed is the mean of the first ``n_init`` squared returns, so rows before the
-    ``n_init``-th return are NaN.
-    """
+def annual_ewma_vol(closes: FloatArray, lam: float = RISKMETRICS_LAMBDA,
+                    periods_per_year: float = 365.0, n_init: int = N_INIT) -> FloatArray:
+    """``sqrt(periods_per_year) * sigma_next`` per row, causal, shape (n,) (NaN before the seed)."""
     c = np.asarray(closes, dtype=np.float64)
     out = np.full(c.shape[0], np.nan)
     ok = np.flatnonzero(np.isfinite(c) & (c > 0.0))
@@ -59,10 +64,27 @@ def iv_proxy(closes: FloatArray, lam: float = RISKMETRICS_LAMBDA, ratio: float =
         return out
     r = np.log(c[ok[1:]] / c[ok[:-1]])
     sig = ewma_sigma(r, lam, n_init)[1:]  # sigma_next after each return
-    vals = np.maximum(ratio * np.sqrt(periods_per_year) * sig, IV_FLOOR)
     rows = ok[1:]
-    out[rows[n_init - 1:]] = vals[n_init - 1:]
+    out[rows[n_init - 1:]] = np.sqrt(periods_per_year) * sig[n_init - 1:]
     return out
+
+
+def iv_proxy(closes: FloatArray, lam: float = RISKMETRICS_LAMBDA, ratio: float = IV_RATIO,
+             periods_per_year: float = 365.0, n_init: int = N_INIT,
+             power: float = PROXY_POWER, s_ref: float = S_REF) -> FloatArray:
+    """Causal EWMA implied-vol proxy of one close series, shape (n,) (NaN before the seed).
+
+    Returns on consecutive non-missing rows (gaps never filled); the value at row ``t`` uses
+    returns up to and including row ``t`` only: ``ratio * s_ref^(1-p) * s^p`` with
+    ``s = sqrt(periods_per_year) * sigma_next`` (``p = 1``: ``ratio * s``). The EWMA seed is
+    the mean of the first ``n_init`` squared returns, so rows before the ``n_init``-th return
+    are NaN.
+    """
+    sv = annual_ewma_vol(closes, lam, periods_per_year, n_init)
+    with np.errstate(invalid="ignore"):
+        vals = ratio * s_ref ** (1.0 - power) * sv ** power
+    return np.asarray(np.where(np.isfinite(vals), np.maximum(vals, IV_FLOOR), np.nan),
+                      dtype=np.float64)
 
 
 SECONDS_PER_YEAR = 365.0 * 86400.0

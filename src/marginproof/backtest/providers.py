@@ -44,7 +44,11 @@ class DayMargins:
     (n_scenarios, n_portfolios) its loss distribution (for the Du-Escanciano test).
     ``components`` are the model's additive margin components (USD, each shape
     (n_portfolios,), summing to ``margin``) and ``binding`` the index into ``binding_terms``
-    of the term that set the requirement before add-ons (``dynamic`` only).
+    of the term that set the requirement before add-ons (``dynamic`` only). ``levels`` are the
+    raw terms the requirement is built from (``dynamic``: ``stressed``, the measure on the
+    stressed periods, NaN when none has ended; ``floor_10y``; ``stress_loss``, the worst stress
+    loss; ``var_es_level``, the core VaR at the ES level), what ``marginproof calibrate``
+    recombines under other parameters without re-running the scenarios.
     """
 
     margin: FloatArray
@@ -55,6 +59,7 @@ class DayMargins:
     components: Mapping[str, FloatArray] | None = None
     binding: NDArray[np.int8] | None = None
     binding_terms: tuple[str, ...] = ()
+    levels: Mapping[str, FloatArray] | None = None
 
 
 class MarginProvider(Protocol):

@@ -9,6 +9,7 @@ last UTC day whose close is known at the market time. Scenario sets are cached p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from numpy.typing import NDArray
 from marginproof.errors import InputError
 from marginproof.instruments.resolved import ResolvedBook
 from marginproof.models.base import BaseMarginModel
+from marginproof.pricing import _kernels
+from marginproof.risk.ewma import N_INIT, ewma_sigma
 from marginproof.risk.factors import FactorPath, factor_path
 from marginproof.risk.history import MarketHistory
 from marginproof.risk.implied import DEFAULT_PROXY_SCALE
@@ -162,6 +165,10 @@ class HistoryModel(BaseMarginModel):
         _num(params, "risk", "scaling", 0.1, 10.0, 1.0)
         _num(params, "maintenance", "mm_fraction", 1e-6, 1.0)
         _num(params, "iv", "proxy_scale", 0.0, 10.0, DEFAULT_PROXY_SCALE)
+        if params.get("iv", {}).get("proxy_lambda") is not None:
+            _num(params, "iv", "proxy_lambda", 0.5, 0.9999)
+        if not isinstance(r.get("time_decay", True), bool):
+            raise InputError("params.risk.time_decay", "must be true or false")
         lag = r.get("max_history_lag_days")
         if lag is not None and (not isinstance(lag, int) or isinstance(lag, bool) or lag < 0):
             raise InputError("params.risk.max_history_lag_days", "must be an integer >= 0")
@@ -207,14 +214,22 @@ class HistoryModel(BaseMarginModel):
         series = iv.get("series", {}) if isinstance(iv, Mapping) else {}
         scale = float(iv.get("proxy_scale", DEFAULT_PROXY_SCALE)) if isinstance(
             iv, Mapping) else DEFAULT_PROXY_SCALE
+        p_lam = iv.get("proxy_lambda") if isinstance(iv, Mapping) else None
         out: dict[str, FactorPath] = {}
         for u in underlyings:
             key = (u, float(lam))
             if key not in self._paths:
                 name = series.get(u) if isinstance(series, Mapping) else None
                 lv = self.history.atm_iv.get(str(name)) if name is not None else None
-                self._paths[key] = factor_path(u, self.history.close_series(u), lv, lam,
-                                               proxy_scale=scale)
+                closes = self.history.close_series(u)
+                fp = factor_path(u, closes, lv, lam, proxy_scale=scale)
+                if p_lam is not None and float(p_lam) != float(lam):
+                    # IV proxy from a fixed-decay EWMA vol, returns filtered with ``lam``
+                    x = factor_path(u, closes, lv, float(p_lam), proxy_scale=scale)
+                    fp = FactorPath(u, fp.dates, fp.log_returns, fp.sigma, x.iv_changes,
+                                    x.iv_is_proxy, ewma_sigma(x.iv_changes, float(lam), N_INIT),
+                                    fp.lam)
+                self._paths[key] = fp
             out[u] = self._paths[key]
         return out
 
@@ -240,12 +255,65 @@ class HistoryModel(BaseMarginModel):
             tuple(sorted(underlyings)), asof))
         return full
 
+    @property
+    def time_decay(self) -> bool:
+        """Options are revalued ``mpor_days`` later (``[risk] time_decay``, default true)."""
+        return bool(self.risk_params.get("time_decay", True))
+
     def revalue(self, book: ResolvedBook, sset: ScenarioSet) -> FloatArray:
-        """USD P&L (n_scenarios, n_positions) of the book under a set, over the MPOR."""
+        """USD P&L (n_scenarios, n_positions) of the book under a set, over the MPOR.
+
+        Full revaluation at the end of the MPOR: moved forwards and vols and, with
+        ``time_decay``, options ``h`` days closer to expiry (:func:`revalue_aged`).
+        """
         if len(sset) == 0 or len(book) == 0:
             return np.zeros((len(sset), len(book)))
         moves, vol_mult = book_moves(book, sset, self.mpor_days, self.iv_shocks)
-        return scenario_pnl_usd(book, moves, vol_mult, None)
+        if not self.time_decay:
+            return scenario_pnl_usd(book, moves, vol_mult, None)
+        return revalue_aged(book, moves, vol_mult, self.mpor_days)
+
+
+def aged_book(book: ResolvedBook, horizon_days: float) -> ResolvedBook:
+    """The book ``horizon_days`` later: option times to expiry shortened (floored at 0)."""
+    t = np.where(book.is_option, np.maximum(book.t_years - horizon_days / 365.0, 0.0),
+                 book.t_years)
+    return dataclasses.replace(book, t_years=np.asarray(t, dtype=np.float64))
+
+
+def time_decay_usd(book: ResolvedBook, horizon_days: float) -> FloatArray:
+    """USD value change of each position over ``horizon_days`` with forward and vol unchanged
+    (theta over the MPOR, exact Black-76 revaluation), shape (n_positions,)."""
+    out = np.zeros(len(book))
+    opt = book.is_option
+    if not opt.any():
+        return out
+    f = np.ascontiguousarray(book.forward[opt])
+    k = np.ascontiguousarray(book.strike[opt])
+    s = np.ascontiguousarray(book.vol[opt])
+    c = np.ascontiguousarray(book.is_call[opt])
+    t0 = np.ascontiguousarray(book.t_years[opt])
+    t1 = np.maximum(t0 - horizon_days / 365.0, 0.0)
+    d0 = np.exp(-book.rate[opt] * t0)
+    d1 = np.exp(-book.rate[opt] * t1)
+    v0, v1 = np.empty(f.shape[0]), np.empty(f.shape[0])
+    kern = _kernels.price_kernel(f.shape[0])
+    kern(f, k, t0, s, c, d0, v0)
+    kern(f, k, t1, s, c, d1, v1)
+    scale = np.where(book.is_inverse[opt], book.index[opt] / f, 1.0)
+    out[opt] = (v1 - v0) * scale * book.quantity[opt]
+    return out
+
+
+def revalue_aged(book: ResolvedBook, moves: FloatArray, vol_mult: FloatArray,
+                 horizon_days: float) -> FloatArray:
+    """Scenario P&L at the end of the MPOR, time decay included, shape (n_scen, n_pos).
+
+    ``V(F', vol', t - h) - V(F, vol, t)`` = the scenario P&L of the aged book plus the decay
+    :func:`time_decay_usd` (the same for every scenario).
+    """
+    pnl = scenario_pnl_usd(aged_book(book, horizon_days), moves, vol_mult, None)
+    return np.asarray(pnl + time_decay_usd(book, horizon_days)[None, :], dtype=np.float64)
 
 
 @dataclass(frozen=True)

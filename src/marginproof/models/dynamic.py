@@ -232,14 +232,29 @@ class DynamicModel(ScenarioRiskMixin):
         return max(float(np.mean(v)), 1e-12)
 
     def funding_stats_for(self, underlying: str, asof: np.datetime64) -> FundingStats:
-        f = self.addons.get("funding", {})
-        src = underlying if underlying in self.history.funding else str(f.get("fallback", "BTC"))
-        if src not in self.history.funding:
-            raise InputError("history.funding", f"no funding history for {underlying}")
-        cutoff = (asof + DAY).astype("datetime64[s]")
-        series = self.history.funding[src].before(cutoff)
-        return funding_stats(series.rates, int(f.get("lookback", 1095)),
-                             int(f.get("n_expected", 90)), float(f.get("conf", 0.99)))
+        """Funding statistics from the settlements before the end of ``asof``.
+
+        The underlying's own series (else ``fallback``'s); settlements before its first one
+        come from ``backfill`` (a longer series, e.g. BitMEX XBTUSD) when configured, so the
+        lookback is full from the backfill's start. No settlement at all: ``InputError``.
+        """
+        def build() -> FundingStats:
+            f = self.addons.get("funding", {})
+            fund = self.history.funding
+            src = underlying if underlying in fund else str(f.get("fallback", "BTC"))
+            if src not in fund:
+                raise InputError("history.funding", f"no funding history for {underlying}")
+            cutoff = (asof + DAY).astype("datetime64[s]")
+            rates = fund[src].before(cutoff).rates
+            back = f.get("backfill")
+            if back is not None and str(back) in fund and len(fund[src].times):
+                first = fund[src].times[0]
+                b = fund[str(back)].before(min(cutoff, first))
+                rates = np.concatenate([b.rates, rates])
+            return funding_stats(rates, int(f.get("lookback", 1095)),
+                                 int(f.get("n_expected", 90)), float(f.get("conf", 0.99)))
+        out: FundingStats = self.cached(("funding", underlying, str(asof)), build)
+        return out
 
     def addon_components(self, book: ResolvedBook, market: MarketSnapshot, asof: np.datetime64,
                          sset: ScenarioSet, pnl: FloatArray) -> tuple[dict[str, float],
@@ -302,8 +317,8 @@ class DynamicModel(ScenarioRiskMixin):
         m_core = core.requirement
         out: dict[str, Any] = {"base": m_core}
         w = float(self.apc.get("stressed_weight", 0.25))
-        if w > 0.0 and len(book):
-            sset = self.stressed_period_set(unds, asof)
+        sset = self.stressed_period_set(unds, asof) if w > 0.0 and len(book) else None
+        if sset is not None and len(sset):  # skipped until a stressed period has ended
             m_stress, _ = self.core_model.measure_of(book, self.core_model.revalue(book, sset))
             out["margin_stressed"] = m_stress
             out["stressed_weighted"] = (1.0 - w) * m_core + w * m_stress
