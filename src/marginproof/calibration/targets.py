@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -100,7 +101,7 @@ class Panel:
                      self.loss[mask], self.gross[mask], r)
 
 
-def panel_from_records(records: object, margin_col: str = "margin_usd") -> Panel:
+def panel_from_records(records: Any, margin_col: str = "margin_usd") -> Panel:
     """A :class:`Panel` from a backtest records table (pandas; one row per date and book)."""
     import pandas as pd
 
@@ -222,7 +223,7 @@ def window_metrics(margin: FloatArray, dates: NDArray[np.datetime64], start: str
         prev = np.full(m.shape, np.nan)
         prev[okp] = margin[prev_idx[okp]]
         ratio = np.where(prev > 0, m / prev, np.nan)
-        has = np.isfinite(ratio).any(axis=0)
+        has = np.asarray(np.isfinite(ratio).any(axis=0), dtype=np.bool_)
         r5 = np.where(has, np.nanmax(np.where(np.isfinite(ratio), ratio, -np.inf), axis=0),
                       np.nan)
     return np.asarray(p2t, dtype=np.float64), np.asarray(r5, dtype=np.float64)
@@ -231,13 +232,15 @@ def window_metrics(margin: FloatArray, dates: NDArray[np.datetime64], start: str
 def mean_cost(margin: FloatArray, gross: FloatArray, mask: NDArray[np.bool_] | None = None
               ) -> float:
     """Mean over books of each book's mean margin / gross notional (on ``mask``)."""
-    ok = np.isfinite(margin) & np.isfinite(gross) & (gross > 0)
+    ok = np.asarray(np.isfinite(margin) & np.isfinite(gross) & (gross > 0), dtype=np.bool_)
     if mask is not None:
         ok &= mask
+    has = np.asarray(ok.any(axis=0), dtype=np.bool_)
+    if not has.any():
+        return math.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(ok, margin / np.where(ok, gross, 1.0), np.nan)
-        per_book = np.nanmean(np.where(ok.any(axis=0)[None, :], r, 0.0), axis=0)
-    per_book = per_book[ok.any(axis=0)]
+        per_book = np.nanmean(r[:, has], axis=0)
     return float(np.mean(per_book)) if per_book.size else math.nan
 
 

@@ -65,8 +65,7 @@ def shipped_smiles(root: Path | None = None, max_age_days: int = 16) -> SmileBoo
         if not keep:
             continue
         fits = [fit_svi(s.k, s.vol, s.t_years, n_starts=4) for s in keep]
-        day = np.datetime64(pd.Timestamp(sub["quote_time_utc"].iloc[0]).tz_convert(None)
-                            .to_datetime64(), "D")
+        day = np.datetime64(str(pd.Timestamp(sub["quote_time_utc"].iloc[0]).date()), "D")
         out.append(SmileSurface(day, np.array([s.t_years for s in keep]),
                                 np.array([f.params.as_tuple() for f in fits])))
     return SmileBook({"BTC": tuple(out)}, max_age_days)
