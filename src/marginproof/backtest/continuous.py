@@ -15,6 +15,7 @@ full recomputation (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import chi2, norm
 
+from marginproof.apc.tools import release_step
 from marginproof.backtest import stats as bst
 from marginproof.backtest.market import MarketPath, as_day
 from marginproof.backtest.portfolios import BookTemplate, DayBooks, TemplateTable, instantiate
@@ -52,16 +54,27 @@ class BacktestConfig:
         Tail probability of the ES tests (Acerbi-Szekely, Du-Escanciano).
     min_history_days : int
         First as-of row is at least this many rows into the path.
+    release_buffer, rebuild_speed : float
+        EMIR Art. 28(1)(a) buffer with release on each book's daily margin path
+        (:func:`marginproof.apc.tools.release_step`): the posted (called) margin is tested;
+        0 = the provider's margin as it is. Days a book is not evaluated carry its buffer over.
     """
 
     horizon_days: int = 1
     alpha: float = 0.01
     es_alpha: float = 0.025
     min_history_days: int = 250
+    release_buffer: float = 0.0
+    rebuild_speed: float = 0.0
+    stride: int = 1
 
     def __post_init__(self) -> None:
         if int(self.horizon_days) < 1:
             raise InputError("horizon_days", "must be >= 1")
+        if int(self.stride) < 1:
+            raise InputError("stride", "must be >= 1")
+        if not (0.0 <= self.release_buffer <= 1.0) or not (0.0 <= self.rebuild_speed <= 10.0):
+            raise InputError("release_buffer", "release_buffer in [0, 1], rebuild_speed >= 0")
         bst._check_alpha(self.alpha)
         bst._check_alpha(self.es_alpha, "es_alpha")
 
@@ -324,11 +337,13 @@ class ContinuousBacktest:
         self.table = TemplateTable.build(self.templates, underlyings)
         self.underlyings = tuple(underlyings)
         self.next_row = max(int(start_row), int(config.min_history_days))
+        self.start_row = self.next_row
         self.end_row = end_row
         self.pending: deque[_Pending] = deque()
         self.acc = StatsAccumulator(len(self.templates), config.alpha, config.es_alpha)
         self.keep_records = keep_records
         self._records: list[dict[str, Any]] = []
+        self._called_prev = np.full(len(self.templates), np.nan)
         self.timings = {"margin_s": 0.0, "instantiate_s": 0.0, "settle_s": 0.0}
         # the shell injects a clock (time.perf_counter) to get the time split; the core has none
         self._clock: Callable[[], float] = clock if clock is not None else (lambda: 0.0)
@@ -349,9 +364,24 @@ class ContinuousBacktest:
                    timed=False)
         self.timings["settle_s"] += self._clock() - t0
 
+    def called(self, st: Settlement) -> Settlement:
+        """``st`` with the buffer with release applied to its margins (see BacktestConfig)."""
+        cfg = self.config
+        if cfg.release_buffer <= 0.0:
+            return st
+        base = st.margin
+        prev = self._called_prev
+        a = release_step(prev, base, cfg.release_buffer, cfg.rebuild_speed)
+        ok = np.isfinite(base)
+        self._called_prev = np.where(ok, a, prev)
+        comps = dict(st.components or {})
+        comps["release_buffer"] = np.where(ok, a - base, np.nan)
+        return dataclasses.replace(st, margin=np.where(ok, a, np.nan), components=comps)
+
     def apply(self, st: Settlement, timed: bool = True) -> None:
         """Add one settled row to the statistics (rows must come in order)."""
         t0 = self._clock()
+        st = self.called(st)
         loss = st.loss
         self.acc.add(st.margin, loss, st.gross_notional_usd, st.var, st.es, st.u)
         if self.keep_records:
@@ -400,7 +430,12 @@ class ContinuousBacktest:
         todo = len(rows)
         done = 0
         settled = 0
+        stride = int(self.config.stride)
         while self.next_row <= stop:
+            if (self.next_row - self.start_row) % stride:
+                self.next_row += 1
+                done += 1
+                continue
             self._margin_row(path, self.next_row)
             self.next_row += 1
             while self.pending and self.pending[0].row + h <= last:

@@ -28,7 +28,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from marginproof.apc.tools import buffer_with_release
-from marginproof.calibration.targets import Evaluation, Panel, Targets, evaluate
+from marginproof.calibration.targets import (
+    DEFAULT_TARGETS,
+    Evaluation,
+    Panel,
+    Targets,
+    evaluate,
+)
 from marginproof.models.dynamic import apc_requirement, stress_floor_requirement
 
 FloatArray = NDArray[np.float64]
@@ -172,7 +178,7 @@ def _slice(refs: Refs | None, mask: NDArray[np.bool_]) -> dict[str, FloatArray]:
 
 
 def select_walk_forward(levels: Mapping[float, LevelPanel], candidates: Sequence[Candidate],
-                        first_test_year: int, targets: Targets = Targets(),
+                        first_test_year: int, targets: Targets = DEFAULT_TARGETS,
                         references: Refs | None = None,
                         progress: Callable[[int, int], None] | None = None) -> Selection:
     """Walk-forward choice by calendar year (module docstring).
@@ -244,3 +250,44 @@ def evaluation_dict(e: Evaluation) -> dict[str, Any]:
         "windows": [{k: clean(v) for k, v in asdict(w).items()} for w in e.windows],
         "books": [{k: clean(v) for k, v in asdict(b).items()} for b in e.books],
     }
+
+
+def binding_shares(lp: LevelPanel, cand: Candidate) -> dict[str, float]:
+    """Share of evaluated book-days on which each term sets the margin under ``cand``.
+
+    ``core``, ``stressed_weight``, ``floor_10y``, ``stress_floor``: the term that sets the
+    requirement before add-ons (ties to the earlier); ``buffer_held``: the called margin is
+    above the requirement (the release buffer is not exhausted); ``addons``: liquidity,
+    concentration and funding together are at least 1 % of the margin. Also the mean share of
+    the margin each part makes up (``mean_share_*``).
+    """
+    c = cand.scaling
+    m = c * lp.panel.margin
+    ok = np.isfinite(m)
+    n = max(1, int(ok.sum()))
+    with np.errstate(invalid="ignore"):
+        s = c * lp.stressed
+        w = cand.stressed_weight
+        blend = (1.0 - w) * m + w * s if w > 0.0 else m
+        has_b = np.isfinite(blend) & (blend > m) if w > 0.0 else np.zeros(m.shape, bool)
+        a = np.where(has_b, blend, m)
+        fl = c * lp.floor_10y if cand.floor_10y else np.full(m.shape, -np.inf)
+        has_f = np.isfinite(fl) & (fl > a)
+        a2 = np.where(has_f, fl, a)
+        sf = cand.floor_fraction * lp.stress_loss
+        has_s = np.isfinite(sf) & (sf > a2)
+        cc = np.where(has_s, sf, a2)
+        add = lp.liquidity + c * lp.concentration + lp.funding
+        base = cc + add
+        called = release_path(base, cand.release_buffer)
+    term = np.where(has_s, 3, np.where(has_f, 2, np.where(has_b, 1, 0)))
+    out = {name: float(((term == j) & ok).sum() / n)
+           for j, name in enumerate(("core", "stressed_weight", "floor_10y", "stress_floor"))}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["buffer_held"] = float(((called > base * (1 + 1e-12)) & ok).sum() / n)
+        out["addons"] = float(((add >= 0.01 * called) & ok).sum() / n)
+        tot = np.where(ok & (called > 0), called, np.nan)
+        for name, part in (("core", m), ("apc", a2 - m), ("stress_floor", cc - a2),
+                           ("addons", add), ("buffer", called - base)):
+            out[f"mean_share_{name}"] = float(np.nanmean(part / tot))
+    return out

@@ -64,6 +64,9 @@ class Targets:
     windows: tuple[tuple[str, str, str], ...] = CRASH_WINDOWS
 
 
+DEFAULT_TARGETS = Targets()
+
+
 @dataclass(frozen=True)
 class Panel:
     """Per-book daily backtest data on a common day grid, arrays of shape (n_days, n_books).
@@ -244,7 +247,7 @@ def mean_cost(margin: FloatArray, gross: FloatArray, mask: NDArray[np.bool_] | N
     return float(np.mean(per_book)) if per_book.size else math.nan
 
 
-def evaluate(panel: Panel, targets: Targets = Targets(),
+def evaluate(panel: Panel, targets: Targets | None = None,
              references: Mapping[str, FloatArray] | None = None) -> Evaluation:
     """Evaluate the targets on ``panel.margin``.
 
@@ -256,6 +259,7 @@ def evaluate(panel: Panel, targets: Targets = Targets(),
         Reference models (``grid``, presets) on the same grid; the cost ratio against each is
         taken on the book-days both evaluate.
     """
+    targets = targets or DEFAULT_TARGETS
     a = targets.alpha
     m, lo, g = panel.margin, panel.loss, panel.gross
     ok = np.isfinite(m) & np.isfinite(lo)
