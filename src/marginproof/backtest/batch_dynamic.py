@@ -89,7 +89,8 @@ def day_instruments(books: DayBooks, legs: NDArray[np.int64], history: MarketPat
     i = len(history) - 1
     opt = books.is_option[legs]
     dated = opt | books.is_future[legs]
-    kind = np.where(opt, 3, np.where(books.is_future[legs], 1, 2)).astype(np.int8)
+    kind = np.where(opt, 3, np.where(books.is_future[legs], 1, np.where(
+        books.is_spot[legs], 0, 2))).astype(np.int8)
     keys = np.column_stack([
         books.und_col[legs].astype(np.float64), kind.astype(np.float64),
         np.where(dated, books.expiry[legs].astype(np.int64), 0).astype(np.float64),

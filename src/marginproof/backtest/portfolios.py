@@ -26,7 +26,7 @@ Sets (:func:`portfolio_set`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -68,7 +68,7 @@ def b76_price_delta(f: FloatArray, k: FloatArray, t: FloatArray, vol: FloatArray
     price = np.where(c, f * n1 - k * n2, k * (1.0 - n2) - f * (1.0 - n1))
     delta = np.where(c, n1, n1 - 1.0)
     return np.asarray(price, dtype=np.float64), np.asarray(delta, dtype=np.float64)
-LEG_KINDS = ("perp", "future", "call", "put", "hedge")
+LEG_KINDS = ("perp", "future", "call", "put", "hedge", "spot")
 SETTLEMENTS = ("linear", "inverse")
 SETS = ("singles", "random", "adversarial", "hedged", "inverse")
 #: Underlyings with inverse (coin-settled) listings on Deribit.
@@ -207,6 +207,67 @@ def inverse(underlyings: Sequence[str], notional_usd: float = NOTIONAL_USD
     return out
 
 
+def template_from_portfolio(portfolio: Portfolio, index_usd: Mapping[str, float],
+                            asof: np.datetime64, name: str = "portfolio",
+                            category: str = "portfolio") -> tuple[BookTemplate, list[str]]:
+    """A held book in the relative terms of a template, read at the close of ``asof``.
+
+    Each position becomes a leg with its USD notional at that close (coins x index; the USD
+    face for inverse perpetuals and futures), its moneyness ``K / S`` and its tenor in days
+    from ``asof`` to expiry, keeping the settlement (linear or inverse). The backtest re-strikes
+    it every day: the same exposure, in USD, moneyness and tenor, through every market.
+
+    Returns the template and one line per position saying how it was read.
+
+    Raises
+    ------
+    InputError
+        No index price for a position's underlying, or a contract expiring less than 2 days
+        after ``asof`` (naming the position).
+    """
+    day = np.asarray(asof).astype("datetime64[D]")
+    legs = []
+    notes = []
+    for i, pos in enumerate(portfolio.positions):
+        inst = pos.instrument
+        field_name = f"positions[{i}]"
+        u = inst.underlying
+        s = index_usd.get(u)
+        if s is None or not (s > 0.0):
+            raise InputError(f"{field_name}.instrument",
+                             f"{inst.name}: no {u} close on {day} to read the book at")
+        q = float(pos.quantity) * float(inst.contract_size)
+        st = "inverse" if inst.is_inverse else "linear"
+        tenor = 0
+        if inst.expiry is not None:
+            exp_day = np.datetime64(inst.expiry.date().isoformat(), "D")
+            tenor = int((exp_day - day).astype(int))
+            if tenor < 2:
+                raise InputError(f"{field_name}.instrument",
+                                 f"{inst.name} expires {tenor} day(s) after {day}: pick an "
+                                 "--as-of day at least 2 days before its expiry")
+        if inst.kind is InstrumentKind.SPOT:
+            legs.append(Leg(u, "spot", q * s))
+            notes.append(f"{inst.name}: spot {q * s:,.0f} USD")
+        elif inst.kind is InstrumentKind.PERPETUAL:
+            n = q if inst.is_inverse else q * s
+            legs.append(Leg(u, "perp", n, settlement=st))
+            notes.append(f"{inst.name}: {st} perpetual {n:,.0f} USD")
+        elif inst.kind is InstrumentKind.FUTURE:
+            n = q if inst.is_inverse else q * s
+            legs.append(Leg(u, "future", n, tenor_days=tenor, settlement=st))
+            notes.append(f"{inst.name}: {st} future {n:,.0f} USD, {tenor} d")
+        else:
+            assert inst.strike is not None
+            kind = "call" if inst.is_call else "put"
+            m = float(inst.strike) / s
+            legs.append(Leg(u, kind, q * s, m, tenor, st))
+            notes.append(f"{inst.name}: {st} {kind} K/S {m:.3f}, {tenor} d, {q * s:,.0f} USD")
+    if not legs:
+        raise InputError("positions", "the portfolio has no position to backtest")
+    return BookTemplate(name, category, tuple(legs)), notes
+
+
 #: Strikes of random books sit on a listed-like grid of moneyness (0.75 .. 1.25 by 0.05) and
 #: tenors, so that books share instruments as real books do (and the batch providers revalue
 #: each distinct instrument once a day).
@@ -285,8 +346,8 @@ def future_instrument(underlying: str, expiry: datetime, inverse: bool = False) 
                       expiry)
 
 
-KIND_CODE = {"perp": 0, "call": 1, "put": 2, "hedge": 3, "future": 4}
-#: (underlying, kind 0 perp / 1 option / 2 future, expiry s, strike, is_call, inverse)
+KIND_CODE = {"perp": 0, "call": 1, "put": 2, "hedge": 3, "future": 4, "spot": 5}
+#: (underlying, kind 0 perp / 1 option / 2 future / 3 spot, expiry s, strike, is_call, inverse)
 NameKey = tuple[str, int, int, float, bool, bool]
 
 
@@ -367,7 +428,7 @@ class DayBooks:
         quantity is its USD face ``coins * spot``.
     gross_notional_usd : float array (n_portfolios,)
         Sum of ``|coins| * S`` over the legs.
-    is_inverse, is_future : bool arrays
+    is_inverse, is_future, is_spot : bool arrays
     spot : float array
         Close of the leg's underlying at instantiation.
     vol : float array
@@ -390,12 +451,13 @@ class DayBooks:
     name_cache: dict[NameKey, str] = field(default_factory=dict, compare=False, repr=False)
     is_inverse: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     is_future: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    is_spot: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
     spot: FloatArray = field(default_factory=lambda: np.zeros(0))
     vol: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         n = self.coins.shape
-        for name in ("is_inverse", "is_future"):
+        for name in ("is_inverse", "is_future", "is_spot"):
             if getattr(self, name).shape != n:
                 object.__setattr__(self, name, np.zeros(n, np.bool_))
         for name in ("spot", "vol"):
@@ -411,7 +473,8 @@ class DayBooks:
         return int(self.coins.shape[0])
 
     def _kind(self, j: int) -> int:
-        return 1 if self.is_option[j] else 2 if self.is_future[j] else 0
+        return (1 if self.is_option[j] else 2 if self.is_future[j]
+                else 3 if self.is_spot[j] else 0)
 
     def instrument(self, j: int) -> Instrument:
         """Instrument of leg ``j`` (an option, perpetual or future, linear or inverse)."""
@@ -420,6 +483,8 @@ class DayBooks:
         kind = self._kind(j)
         if kind == 0:
             return perp_instrument(u, inv)
+        if kind == 3:
+            return Instrument(f"{u}_USDT", u, InstrumentKind.SPOT, Settlement.LINEAR, "USDT")
         exp = self.expiry[j].astype(datetime).replace(tzinfo=UTC)
         if kind == 2:
             return future_instrument(u, exp, inv)
@@ -485,7 +550,7 @@ class DayBooks:
             u = self.underlyings[int(self.und_col[j])]
             if self.is_option[j] or self.is_future[j]:
                 exps.append((u, self.expiry[j].astype(datetime).replace(tzinfo=UTC)))
-            if not self.is_option[j]:
+            if not self.is_option[j] and not self.is_spot[j]:
                 perps.append((self.name(int(j)), u))
         return exps, perps
 
@@ -555,6 +620,7 @@ def instantiate(table: TemplateTable, path: MarketPath, row: int) -> DayBooks:
     atm = path.iv[row, table.und_col]
     is_opt = (table.kind == 1) | (table.kind == 2)
     is_fut = table.kind == 4
+    is_spot = table.kind == 5
     bad_leg = ~np.isfinite(s) | (is_opt & ~np.isfinite(atm))
     n_p = len(table.templates)
     bad = np.bincount(table.portfolio_idx, weights=bad_leg, minlength=n_p) > 0
@@ -590,5 +656,6 @@ def instantiate(table: TemplateTable, path: MarketPath, row: int) -> DayBooks:
         portfolio_idx=table.portfolio_idx, und_col=table.und_col, is_option=is_opt,
         is_call=is_call, strike=strike, expiry=expiry, coins=coins, gross_notional_usd=gross,
         name_cache=table.name_cache, is_inverse=table.inverse.copy(), is_future=is_fut,
+        is_spot=is_spot,
         spot=np.where(ok_leg, s, np.nan), vol=vol,
     )

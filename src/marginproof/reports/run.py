@@ -32,6 +32,7 @@ from marginproof.backtest.providers import (
     MarginProvider,
     ModelProvider,
 )
+from marginproof.config.params import load_toml
 from marginproof.errors import InputError
 from marginproof.io import datasets
 from marginproof.models.registry import available_models, model_class
@@ -68,7 +69,8 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def make_provider(name: str) -> tuple[MarginProvider, dict[str, Any]]:
+def make_provider(name: str, config: Path | None = None
+                  ) -> tuple[MarginProvider, dict[str, Any]]:
     """Provider for a model name and its provenance (params hash, variant).
 
     ``ewma-var``: the reference EWMA-VaR model; ``dynamic-no-apc``: ``dynamic`` with its APC
@@ -82,16 +84,29 @@ def make_provider(name: str) -> tuple[MarginProvider, dict[str, Any]]:
     if base not in available_models():
         raise InputError("model", f"unknown model {name!r}; available: {', '.join(model_names())}")
     cls = model_class(base)
-    model = cls()
+    model = cls(load_toml(config)) if config is not None else cls()
     if name == "dynamic-no-apc":
         params = _deep_merge(model.params, {"apc": NO_APC})
         model = cls(params)
-    info = {"model": name, "params_hash": model.params_hash}
+    info: dict[str, Any] = {"model": name, "params_hash": model.params_hash}
+    apc = model.params.get("apc", {}) if base == "dynamic" else {}
+    if isinstance(apc, Mapping) and float(apc.get("release_buffer", 0.0)) > 0.0:
+        # the posted margin of dynamic is the called margin: buffer with release per book
+        info["release_buffer"] = float(apc["release_buffer"])
+        info["rebuild_speed"] = float(apc.get("rebuild_speed", 0.0))
     if base == "grid":
         return GridBatchProvider(model), info
     if base in ("fhs", "mc", "dynamic"):
         return HistoryBatchProvider(model, name=name), info
     return ModelProvider(model, name=name), info
+
+
+def backtest_config(info: Mapping[str, Any], horizon_days: int = 1, alpha: float = 0.01,
+                    stride: int = 1) -> BacktestConfig:
+    """The walk-forward settings for a provider (its release buffer, if any)."""
+    return BacktestConfig(horizon_days=horizon_days, alpha=alpha,
+                          release_buffer=float(info.get("release_buffer", 0.0)),
+                          rebuild_speed=float(info.get("rebuild_speed", 0.0)), stride=stride)
 
 
 def _jsonable(x: Any) -> Any:
@@ -125,6 +140,45 @@ def _path() -> MarketPath:
 def _templates(sets: Sequence[str], underlyings: Sequence[str], n_random: int, seed: int
                ) -> list[BookTemplate]:
     return portfolio_set(sets, underlyings, n_random, seed)
+
+
+def portfolio_book(file: Path, as_of: str | None = None, path: MarketPath | None = None
+                   ) -> tuple[list[BookTemplate], list[str], str]:
+    """A portfolio file (``docs/formats.md``: any instrument kind, linear or inverse) as a
+    template re-struck every day (:func:`~marginproof.backtest.portfolios.
+    template_from_portfolio`), read at the close of ``as_of``.
+
+    Default ``as_of``: the last shipped day at least 2 days before the earliest expiry (the
+    last shipped day for a book without expiries). Returns the template list, one line per
+    position saying how it was read, and the as-of day.
+    """
+    from marginproof.backtest.portfolios import template_from_portfolio
+    from marginproof.io.formats import load_portfolio
+
+    acct = load_portfolio(file)
+    pf = acct.portfolio
+    p = path or _path()
+    unknown = sorted({q.instrument.underlying for q in pf.positions} - set(p.underlyings))
+    if unknown:
+        raise InputError("positions", f"no shipped daily history for {', '.join(unknown)} "
+                         f"(backtests cover {', '.join(p.underlyings)})")
+    first = np.datetime64(p.times[0], "D")
+    last = np.datetime64(p.times[-1], "D")
+    if as_of is not None:
+        day = np.datetime64(as_of, "D")
+    else:
+        exps = [q.instrument.expiry for q in pf.positions if q.instrument.expiry is not None]
+        day = last
+        if exps:
+            day = min(last, np.datetime64(min(exps).date().isoformat(), "D")
+                      - np.timedelta64(2, "D"))
+    if not first <= day <= last:
+        raise InputError("as-of", f"{day} is outside the shipped history ({first} .. {last})")
+    row = p.index_of(str(day))
+    idx = {u: float(p.closes[row, p.col(u)]) for u in p.underlyings
+           if np.isfinite(p.closes[row, p.col(u)])}
+    tpl, notes = template_from_portfolio(pf, idx, day, acct.account_id)
+    return [tpl], notes, str(day)
 
 
 def _representative(summary: pd.DataFrame) -> list[str]:
@@ -166,13 +220,18 @@ def _method_notes(cfg: BacktestConfig) -> list[str]:
 def run_backtest(model: str, out: Path, start: str | None = None, end: str | None = None,
                  sets: Sequence[str] = SETS, underlyings: Sequence[str] = ("BTC", "ETH"),
                  n_random: int = 20, seed: int = 0, horizon_days: int = 1,
-                 alpha: float = 0.01, progress: Progress | None = None) -> dict[str, Any]:
-    """Walk-forward backtest of ``model``; writes the report into ``out``; returns the summary."""
+                 alpha: float = 0.01, progress: Progress | None = None,
+                 templates: list[BookTemplate] | None = None,
+                 config: Path | None = None) -> dict[str, Any]:
+    """Walk-forward backtest of ``model``; writes the report into ``out``; returns the summary.
+
+    ``templates`` (a portfolio file's book, :func:`portfolio_book`) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = _path()
-    templates = _templates(sets, underlyings, n_random, seed)
-    provider, info = make_provider(model)
-    cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
+    provider, info = make_provider(model, config)
+    cfg = backtest_config(info, horizon_days, alpha)
     t0 = time.perf_counter()
     bt = walk_forward(path, templates, provider, cfg, start, end, True, progress,
                       time.perf_counter)
@@ -267,13 +326,19 @@ def run_stress(model: str, episode_id: str, out: Path, sets: Sequence[str] = SET
                seed: int = 0,
                venues: Sequence[str] = ("standard", "fhs", "dynamic", "dynamic-no-apc"),
                depth_scale: float = DEFAULT_DEPTH_SCALE, n_accounts: int = 2000,
-               progress: Progress | None = None) -> dict[str, Any]:
-    """Replay ``episode_id`` hour by hour through ``model``, shocks and cascades; write report."""
+               progress: Progress | None = None,
+               templates: list[BookTemplate] | None = None) -> dict[str, Any]:
+    """Replay ``episode_id`` hour by hour through ``model``, shocks and cascades; write report.
+
+    ``templates`` (a portfolio file's book) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     ep = episode(episode_id)
     daily = _path()
+    if templates:
+        underlyings = tuple(dict.fromkeys(u for t in templates for u in t.underlyings))
     hp = hourly_path(tuple(underlyings), ep.start, ep.end, daily=daily)
-    templates = _templates(sets, underlyings, n_random, seed)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
     provider, info = make_provider(model)
     t0 = time.perf_counter()
     rp = replay(hp, templates, provider, seed=seed)
@@ -381,17 +446,28 @@ def run_compare(models: Sequence[str], out: Path, start: str | None = None,
                 end: str | None = None, sets: Sequence[str] = SETS,
                 underlyings: Sequence[str] = ("BTC", "ETH"), n_random: int = 20,
                 seed: int = 0, horizon_days: int = 1, alpha: float = 0.01,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Backtest every model on the same books and put them side by side."""
+                progress: Progress | None = None,
+                templates: list[BookTemplate] | None = None) -> dict[str, Any]:
+    """Backtest every model on the same books and put them side by side.
+
+    ``templates`` (a portfolio file's book) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = _path()
-    templates = _templates(sets, underlyings, n_random, seed)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
     cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
     summaries, cats, infos = [], [], []
     for j, m in enumerate(models):
         provider, info = make_provider(m)
         t0 = time.perf_counter()
-        bt: ContinuousBacktest = walk_forward(path, templates, provider, cfg, start, end, False)
+
+        def tick(done: int, total: int, label: str = m) -> None:
+            if progress:
+                progress(done, total, label)  # type: ignore[call-arg]
+
+        bt: ContinuousBacktest = walk_forward(path, templates, provider,
+                                              backtest_config(info, horizon_days, alpha),
+                                              start, end, False, tick)
         info["elapsed_s"] = time.perf_counter() - t0
         info["skipped_book_days"] = int(getattr(provider, "skipped", 0))
         infos.append(info)
