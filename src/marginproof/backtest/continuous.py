@@ -214,9 +214,14 @@ class StatsAccumulator:
         tl = bst.traffic_light(x, T, self.alpha)
         out.update(zone=tl.zone, zone_cumulative_probability=tl.cumulative_probability)
         r = list(b.recent)
-        tl250 = bst.traffic_light(sum(r), len(r), self.alpha)
-        out.update(zone_last_250=tl250.zone, exceptions_last_250=sum(r),
-                   plus_factor_last_250=tl250.plus_factor)
+        if len(r) >= ROLLING_DAYS:  # the regulatory 250-day window exists
+            tl250 = bst.traffic_light(sum(r), len(r), self.alpha)
+            out.update(zone_last_250=tl250.zone, exceptions_last_250=sum(r),
+                       plus_factor_last_250=tl250.plus_factor)
+        else:
+            out.update(zone_last_250="n/a", exceptions_last_250=sum(r),
+                       plus_factor_last_250=nan)
+        out["zone_headline"] = out["zone_last_250"] if len(r) >= ROLLING_DAYS else tl.zone
         if b.es_n:
             out.update(as_z1=(1.0 - b.es_sum_exc_ratio / b.es_n_exc) if b.es_n_exc else nan,
                        as_z2=1.0 - b.es_sum_exc_ratio / (b.es_n * self.es_alpha),
@@ -475,13 +480,16 @@ def category_summary(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for (model, cat), g in s.groupby(["model", "category"], sort=True):
-        zones = g["zone_last_250"].value_counts() if "zone_last_250" in g else pd.Series()
+        zcol = "zone_headline" if "zone_headline" in g else "zone_last_250"
+        zones = g[zcol].value_counts() if zcol in g else pd.Series()
+        short = bool((g["n_obs"] < ROLLING_DAYS).any())
         rows.append({
             "model": model, "category": cat, "n_books": len(g),
             "book_days": int(g["n_obs"].sum()), "exceptions": int(g["n_exceptions"].sum()),
             "exception_rate": float(g["n_exceptions"].sum() / g["n_obs"].sum()),
             "books_green": int(zones.get("green", 0)), "books_yellow": int(zones.get("yellow", 0)),
             "books_red": int(zones.get("red", 0)),
+            "zone_window": "whole window (< 250 days)" if short else "last 250 days",
             "kupiec_reject_5pct": int((g.get("kupiec_p", pd.Series(dtype=float)) < 0.05).sum()),
             "avg_margin_to_notional": float(g["avg_margin_to_notional"].mean())
             if "avg_margin_to_notional" in g else math.nan,

@@ -355,3 +355,39 @@ def bind_shares(binding: Sequence[str]) -> dict[str, float]:
     for x in b:
         out[x] = out.get(x, 0.0) + 1.0 / n
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One-word judgement of a backtest and the figures behind it."""
+
+    label: str  # "adequate", "too conservative", "too aggressive", "mixed"
+    reasons: tuple[str, ...]
+
+
+def verdict(e: Evaluation, targets: Targets | None = None) -> Verdict:
+    """``adequate`` when Kupiec passes for the target share of books, every category is green
+    and the ES test passes; otherwise the direction most books fail in (Kupiec), or ``too
+    aggressive`` when a zone or the ES test fails."""
+    t = targets or DEFAULT_TARGETS
+    n = [b for b in e.books if b.n_obs]
+    cons = sum(b.direction == "too conservative" for b in n)
+    aggr = sum(b.direction == "too aggressive" for b in n)
+    reasons = [f"Kupiec (5 %, both directions): {len(n) - cons - aggr} of {len(n)} books not "
+               f"rejected, {cons} too conservative, {aggr} too aggressive"]
+    bad_zone = [c for c, v in e.categories.items() if v["zone"] != "green"]
+    if bad_zone:
+        reasons.append("Basel zone not green: " + ", ".join(
+            f"{c} {e.categories[c]['zone']}" for c in bad_zone))
+    bad_es = [c for c, v in e.categories.items()
+              if math.isfinite(float(v["z2"])) and float(v["z2"]) <= t.z2_threshold]
+    if bad_es:
+        reasons.append("Acerbi-Szekely Z2 rejected (<= -0.70): " + ", ".join(
+            f"{c} {float(e.categories[c]['z2']):.2f}" for c in bad_es))
+    if e.kupiec_ok_share >= t.kupiec_share and not bad_zone and not bad_es:
+        return Verdict("adequate", tuple(reasons))
+    if bad_zone or bad_es or aggr > cons:
+        return Verdict("too aggressive", tuple(reasons))
+    if cons > aggr:
+        return Verdict("too conservative", tuple(reasons))
+    return Verdict("mixed", tuple(reasons))
