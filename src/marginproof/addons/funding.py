@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from marginproof.errors import InputError
 
@@ -91,3 +91,19 @@ def funding_addon(notional_usd: float, stats: FundingStats, horizon_days: float 
             stats.stressed_short_rate, current_rate)
         stressed = -notional_usd * max(-rate, 0.0) * n
     return float(expected), float(stressed)
+
+
+def funding_addon_stressed(notional_usd: ArrayLike, stats: FundingStats,
+                           horizon_days: float = 1.0, current_rate: float | None = None
+                           ) -> NDArray[np.float64]:
+    """The stressed cost of :func:`funding_addon` for many positions, broadcast (USD, >= 0)."""
+    if not horizon_days > 0.0:
+        raise InputError("horizon_days", "must be positive")
+    x = np.asarray(notional_usd, dtype=np.float64)
+    n = INTERVALS_PER_DAY * float(horizon_days)
+    r_long = stats.stressed_long_rate if current_rate is None else max(
+        stats.stressed_long_rate, current_rate)
+    r_short = stats.stressed_short_rate if current_rate is None else min(
+        stats.stressed_short_rate, current_rate)
+    out = np.where(x >= 0.0, x * max(r_long, 0.0) * n, -x * max(-r_short, 0.0) * n)
+    return np.asarray(out, dtype=np.float64)

@@ -83,6 +83,23 @@ def buffer_with_release(margin: ArrayLike, buffer: float = EMIR_BUFFER,
     return out
 
 
+def release_step(previous: ArrayLike, margin: ArrayLike, buffer: float = EMIR_BUFFER,
+                 rebuild_speed: float = 0.0) -> FloatArray:
+    """One day of :func:`buffer_with_release` for many series at once (broadcast).
+
+    ``A_t = max(M_t, min((1+b) M_t, (1+g) A_{t-1}))``; where ``previous`` is NaN (the first
+    day of a series) ``A_t = (1+b) M_t``. NaN ``margin`` gives NaN.
+    """
+    if not buffer >= 0.0 or not rebuild_speed >= 0.0:
+        raise InputError("buffer", "buffer and rebuild_speed must be >= 0")
+    m = np.asarray(margin, dtype=np.float64)
+    prev = np.asarray(previous, dtype=np.float64)
+    up = (1.0 + float(buffer)) * m
+    with np.errstate(invalid="ignore"):
+        held = np.maximum(m, np.minimum(up, (1.0 + float(rebuild_speed)) * prev))
+    return np.asarray(np.where(np.isfinite(prev), held, up), dtype=np.float64)
+
+
 def stressed_weight(margin: ArrayLike, margin_stress: ArrayLike | float,
                     weight: float = EMIR_MIN_STRESS_WEIGHT) -> FloatArray:
     """``(1 - w) M_t + w M_stress`` (EMIR option (b) needs ``w >= 0.25``)."""

@@ -42,6 +42,13 @@ class DayMargins:
 
     ``var``/``es`` are the model's portfolio VaR and ES when it reports them; ``scenario_losses``
     (n_scenarios, n_portfolios) its loss distribution (for the Du-Escanciano test).
+    ``components`` are the model's additive margin components (USD, each shape
+    (n_portfolios,), summing to ``margin``) and ``binding`` the index into ``binding_terms``
+    of the term that set the requirement before add-ons (``dynamic`` only). ``levels`` are the
+    raw terms the requirement is built from (``dynamic``: ``stressed``, the measure on the
+    stressed periods, NaN when none has ended; ``floor_10y``; ``stress_loss``, the worst stress
+    loss; ``var_es_level``, the core VaR at the ES level), what ``marginproof calibrate``
+    recombines under other parameters without re-running the scenarios.
     """
 
     margin: FloatArray
@@ -49,6 +56,10 @@ class DayMargins:
     es: FloatArray | None = None
     scenario_losses: FloatArray | None = None
     maintenance: FloatArray | None = None
+    components: Mapping[str, FloatArray] | None = None
+    binding: NDArray[np.int8] | None = None
+    binding_terms: tuple[str, ...] = ()
+    levels: Mapping[str, FloatArray] | None = None
 
 
 class MarginProvider(Protocol):
@@ -88,15 +99,12 @@ class ModelProvider:
         return self._name
 
     def day_margins(self, history: MarketPath, books: DayBooks) -> DayMargins:
-        i = len(history) - 1
         n = books.n_portfolios
         margin, var, es, mm = _nan(n), _nan(n), _nan(n), _nan(n)
         losses: dict[int, FloatArray] = {}
         for k in (int(x) for x in np.flatnonzero(books.active)):
             legs = np.flatnonzero(books.portfolio_idx == k)
-            unds = sorted({books.underlyings[int(c)] for c in books.und_col[legs]})
-            exps, perps = books.quotes(legs)
-            snap = history.snapshot(i, books.option_vols(legs), unds, exps, perps)
+            snap = books.snapshot(history, legs)
             try:
                 res = self.model.margin(books.portfolio(int(k)), snap)
             except InputError:
@@ -141,7 +149,6 @@ class GridBatchProvider:
         from marginproof.instruments.resolved import resolve
         from marginproof.models.batch import CsrBook, grid_margin_batch
 
-        i = len(history) - 1
         n = books.n_portfolios
         act_legs = np.flatnonzero(books.active[books.portfolio_idx])
         out = _nan(n)
@@ -154,14 +161,11 @@ class GridBatchProvider:
         from marginproof.instruments.portfolio import Portfolio, Position
 
         union = Portfolio(tuple(Position(books.instrument(first[nm]), 1.0) for nm in uniq))
-        unds = sorted({books.underlyings[int(c)] for c in books.und_col[act_legs]})
-        vols = [(nm, books.underlyings[int(books.und_col[first[nm]])]) for nm in uniq
-                if books.is_option[first[nm]]]
-        snap = history.snapshot(i, vols, unds)
+        snap = books.snapshot(history, np.array([first[nm] for nm in uniq], np.int64))
         rb = resolve(union, snap)
         und_of_inst = rb.underlying_idx
         csr = CsrBook.from_positions(books.portfolio_idx[act_legs].astype(np.int64), inst_idx,
-                                     books.coins[act_legs], und_of_inst, n)
+                                     books.units[act_legs], und_of_inst, n)
         res = grid_margin_batch(self.model, rb, csr)
         out[books.active] = res.initial_margin[books.active]
         mm = _nan(n)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
-from marginproof.config.params import config_dir, load_toml, params_hash, repo_root
+from marginproof.config.params import load_toml, repo_root
 from marginproof.errors import InputError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output")]
@@ -47,144 +46,171 @@ def _grid(text: str | None, default: tuple[float, ...], name: str) -> tuple[floa
     return vals
 
 
-def run_calibration(end: str, first_test_year: int, base_config: Path,
-                    lambdas: tuple[float, ...] = LAMBDAS,
-                    scalings: tuple[float, ...] = SCALINGS) -> dict[str, Any]:
-    """Calibrate decay, scaling and liquidity constants; the full parameter file as a dict."""
-    from marginproof.addons.liquidity import calibrate_impact, option_half_spread_vol_points
-    from marginproof.calibration import calibrate_fhs
-    from marginproof.feeds.history import load_market_history
-    from marginproof.io import datasets
-    from marginproof.risk.ewma import ewma_sigma
-    from marginproof.risk.history import to_day
-
-    end_day = to_day(end)
-    hist = load_market_history()
-    params = load_toml(base_config)
-    risk = params["risk"]
-    window = int(params["fhs"]["window"])
-    mpor = float(risk["mpor_days"])
-    if abs(mpor - round(mpor)) > 1e-9:
-        raise InputError("risk.mpor_days", "calibration needs an integer MPOR")
-    series = {u: s.upto(end_day).log_returns() for u, s in hist.closes.items()}
-    res = calibrate_fhs(series, lambdas, scalings, end_day, first_test_year, window,
-                        float(risk["conf_var"]), float(risk["conf_es"]), int(round(mpor)))
-    # liquidity: Y from the book walk, ADV as the model defines it (30-day spot mean)
-    book = datasets.load_depth_snapshot()
-    bids = book[book["side"] == "bid"].sort_values("price", ascending=False)
-    asks = book[book["side"] == "ask"].sort_values("price")
-    tick = datasets.load_bookticker()
-    mid = (tick["ask_price"] + tick["bid_price"]) / 2.0
-    spread = float(((tick["ask_price"] - tick["bid_price"]) / mid).median())
-    book_day = np.datetime64("2024-08-08", "D")
-    _, r_btc = hist.closes["BTC"].upto(book_day).log_returns()
-    sigma_d = float(ewma_sigma(r_btc, float(params["fhs"]["lambda"]))[-1])
-    adv_days = int(params["addons"]["liquidity"].get("adv_days", 30))
-    adv = float(np.mean(hist.volumes["BTC"].upto(book_day).values[-adv_days:]))
-    imp = calibrate_impact(bids["price"], bids["qty_btc"], asks["price"], asks["qty_btc"],
-                           spread, sigma_d, adv)
-    chains = datasets.load_option_chains()
-    f = chains["underlying_price"]
-    k = np.log(chains["strike"] / f)
-    otm = ((chains["option_right"] == "put") & (chains["strike"] < f)) | (
-        (chains["option_right"] == "call") & (chains["strike"] >= f))
-    sel = chains[otm & (np.abs(k) < 0.2) & (chains["dte"] >= 7)]
-    half_vp = option_half_spread_vol_points(sel["bid_price"], sel["ask_price"],
-                                            sel["underlying_price"], sel["vega"])
-
-    out = dict(params)
-    out["fhs"] = {**params["fhs"], "lambda": res.lam}
-    out["mc"] = {**params["mc"], "lambda": res.lam}
-    out["risk"] = {**risk, "scaling": res.scaling}
-    liq = dict(params["addons"]["liquidity"])
-    liq["y"] = round(imp.y, 4)
-    liq["option_half_spread_vol_points"] = round(half_vp, 3)
-    sp = dict(liq.get("spread_rel", {}))
-    sp["BTC"] = float(f"{spread:.3g}")
-    liq["spread_rel"] = sp
-    out["addons"] = {**params["addons"], "liquidity": liq}
-    data_files = [
-        "spot/binance_spot_1d_from_1h.csv.gz",
-        "microstructure/binance_usdm_btcusdt_2024-08-08T2354_depth_snapshot.csv.gz",
-        "microstructure/binance_usdm_btcusdt_2024-08-08T2354_bookticker.csv.gz",
-        "options/deribit_btc_options_eod_optionsdx_2021_2022_subset.csv.gz",
-    ]
-    out["meta"] = {**params.get("meta", {}), "version": f"{params['meta']['version']}-calibrated",
-                   "source": "marginproof calibrate (see [provenance])"}
-    out["provenance"] = {
-        "command": f"marginproof calibrate --end {end} --first-test-year {first_test_year}"
-                   f" --lambdas {','.join(map(str, lambdas))}"
-                   f" --scalings {','.join(map(str, scalings))}",
-        "base_config": str(base_config.relative_to(repo_root()))
-        if base_config.is_relative_to(repo_root()) else str(base_config),
-        "base_config_params_hash": params_hash(params),
-        "git_commit": _git_commit(),
-        "generated_utc": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "data_sha256": {p: _sha256(datasets.data_dir() / p) for p in data_files},
-        "calibration_end": str(end_day),
-        "method": "FHS walk-forward by calendar year; FZ0 loss (Patton-Ziegel-Chen 2019) of "
-                  "unit long and short BTC/ETH/SOL, pooled; no look-ahead",
-        "lambda_grid": list(lambdas), "scaling_grid": list(scalings),
-        "n_obs": res.n_obs, "exception_rates": dict(res.exception_rates),
-        "best_fz0": res.loss_table[(res.lam, res.scaling)],
-        "folds": [{"test_year": fo.test_year, "lambda": fo.lam, "scaling": fo.scaling,
-                   "train_obs": fo.train_obs, "test_obs": fo.test_obs,
-                   "fz0_test": fo.fz0_test,
-                   "es_level_exception_rate": fo.es_level_exception_rate,
-                   "var99_exception_rate": fo.var99_exception_rate} for fo in res.folds],
-        "liquidity": {"book_date": "2024-08-08", "sigma_daily": sigma_d, "adv_btc": adv,
-                      "median_spread_rel": spread, "y": imp.y, "r2": imp.r2,
-                      "option_half_spread_vol_points": half_vp},
-    }
-    return out
-
-
 def register(app: typer.Typer) -> None:
     """Attach the commands to ``app``."""
 
     @app.command()
     @handle_errors
     def calibrate(
-        end: Annotated[str, typer.Option(help="Last day of data used (UTC date)")] = "2026-05-15",
-        first_test_year: Annotated[int, typer.Option(help="First walk-forward test year")] = 2021,
+        out: Annotated[Path | None, typer.Option(
+            help="Output parameter file (new; default out/calibration/dynamic-calibrated-"
+                 "<UTC time>.toml; a file tracked by git is refused)")] = None,
         config: Annotated[Path | None, typer.Option(help="Base parameter file")] = None,
-        out: Annotated[Path | None, typer.Option(help="Output parameter file")] = None,
-        lambdas: Annotated[str | None, typer.Option(help="EWMA decay grid, e.g. 0.94,0.97")] = None,
-        scalings: Annotated[str | None, typer.Option(help="Scaling grid, e.g. 1,1.05")] = None,
+        first_test_year: Annotated[int, typer.Option(help="First walk-forward test year")] = 2021,
+        lambdas: Annotated[str | None, typer.Option(help="EWMA decays, e.g. 0.99,0.999")] = None,
+        scalings: Annotated[str | None, typer.Option(help="Scaling grid, e.g. 0.9,1")] = None,
+        weights: Annotated[str | None, typer.Option(
+            help="Stressed weights (0 or >= 0.25)")] = None,
+        floors: Annotated[str | None, typer.Option(help="10-year floor: 0,1")] = None,
+        fractions: Annotated[str | None, typer.Option(help="Stress-floor fractions")] = None,
+        releases: Annotated[str | None, typer.Option(help="Release buffers, e.g. 0,0.25")] = None,
+        portfolios: Annotated[str, typer.Option(
+            help="Book sets")] = "singles,random,adversarial,hedged,inverse",
+        underlyings: Annotated[str, typer.Option(help="Underlyings")] = "BTC,ETH",
+        n_random: Annotated[int, typer.Option(help="Random option books")] = 20,
+        stride: Annotated[int, typer.Option(
+            help="Slow reference models (mc, deribit-pm, derive-*) margined every n-th day")] = 5,
+        references: Annotated[str, typer.Option(
+            help="Efficiency references")] = "grid,deribit-pm,deribit-standard,derive-pmrm,"
+                                             "derive-srm",
+        frontier_models: Annotated[str, typer.Option(
+            "--frontier-models", help="Further models on the frontier ('none' for none)")] =
+            "standard,fhs,mc,ewma-var",
+        start: Annotated[str | None, typer.Option(help="First as-of day (default all)")] = None,
+        end: Annotated[str | None, typer.Option(help="Last as-of day (default all)")] = None,
+        cache: Annotated[Path, typer.Option(help="Walk-forward cache directory")] =
+            Path("out/cache/calibrate"),
         json_out: JsonOpt = False,
     ) -> None:
-        """Choose EWMA decay and confidence scaling by walk-forward backtest loss; write a
-        parameter file with provenance (default configs/calibrated/dynamic.toml)."""
-        import tomli_w
+        """Tune `dynamic` to the adequacy, efficiency and counter-cyclicality targets by
+        out-of-sample walk-forward, write a new parameter file, print the evidence and the
+        cost-coverage frontier of every model."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        base = config or config_dir() / "models" / "dynamic.toml"
-        target = out or config_dir() / "calibrated" / "dynamic.toml"
-        params = run_calibration(end, first_test_year, base, _grid(lambdas, LAMBDAS, "lambdas"),
-                                 _grid(scalings, SCALINGS, "scalings"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        header = ("# Calibrated by `marginproof calibrate`; see [provenance]. Load with\n"
-                  "# `marginproof margin --model dynamic --config "
-                  f"{target.name if out else 'configs/calibrated/dynamic.toml'}`.\n")
-        target.write_text(header + tomli_w.dumps(params))
-        prov = params["provenance"]
+        from marginproof.cli.common import err_console
+        from marginproof.reports.calibrate import DEFAULT_GRID, run_calibration
+
+        def nums(text: str | None, key: str) -> tuple[float, ...]:
+            return _grid(text, tuple(float(x) for x in DEFAULT_GRID[key]), key)
+
+        grid: dict[str, tuple[Any, ...]] = {
+            "lambdas": nums(lambdas, "lambdas"), "scalings": nums(scalings, "scalings"),
+            "weights": nums(weights, "weights"), "fractions": nums(fractions, "fractions"),
+            "releases": nums(releases, "releases"),
+            "floors": tuple(bool(x) for x in nums(floors, "floors"))}
+        for w in grid["weights"]:
+            if 0.0 < w < 0.25:
+                raise InputError("weights", "EMIR Art. 28(1)(b) needs >= 0.25 (or 0)")
+        for lam in grid["lambdas"]:
+            if not 0.5 <= lam <= 0.9999:
+                raise InputError("lambdas", f"must be in [0.5, 0.9999], got {lam}")
+
+        def split(text: str) -> tuple[str, ...]:
+            return tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
+
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=err_console, transient=True, disable=json_out) as prog:
+            tasks: dict[str, Any] = {}
+
+            def tick(label: str, done: int, total: int) -> None:
+                if label not in tasks:
+                    tasks[label] = prog.add_task(label, total=total)
+                prog.update(tasks[label], completed=done, total=total)
+
+            res = run_calibration(out, config, grid, first_test_year, split(portfolios),
+                                  split(underlyings), n_random, 0, stride, split(references),
+                                  split(frontier_models), cache, tick, None, start, end)
         if json_out:
-            print_json({"written": str(target), "lambda": params["fhs"]["lambda"],
-                        "scaling": params["risk"]["scaling"], "provenance": prov})
+            print_json(res)
             return
-        t = Table(title="walk-forward folds (out of sample)")
-        for c in ("year", "lambda", "scaling", "train obs", "test obs", "FZ0", "ES-level exc.",
-                  "VaR99 exc."):
-            t.add_column(c, justify="right")
-        for fo in prov["folds"]:
-            t.add_row(str(fo["test_year"]), f"{fo['lambda']:.2f}", f"{fo['scaling']:.2f}",
-                      str(fo["train_obs"]), str(fo["test_obs"]), f"{fo['fz0_test']:.4f}",
-                      f"{fo['es_level_exception_rate']:.2%}", f"{fo['var99_exception_rate']:.2%}")
-        console.print(t)
-        console.print(f"chosen: lambda = {params['fhs']['lambda']}, scaling = "
-                      f"{params['risk']['scaling']} (FZ0 {prov['best_fz0']:.4f} on "
-                      f"{prov['n_obs']} obs); liquidity Y = {params['addons']['liquidity']['y']}")
-        console.print(f"wrote {target}")
+        print_calibration(res)
 
+    _register_rest(app)
+
+
+def _pct(x: Any, digits: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else \
+        f"{100 * float(x):.{digits}f} %"
+
+
+def _ratio(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.2f}"
+
+
+def print_calibration(res: dict[str, Any]) -> None:
+    """Rich tables of a :func:`marginproof.reports.calibrate.run_calibration` summary."""
+    t = Table(title="walk-forward folds: parameters chosen on the years before, judged on the "
+                    "year")
+    for c in ("test year", "chosen (lambda, scaling c, stressed weight w, 10y floor, stress "
+              "fraction f, release buffer)", "train loss"):
+        t.add_column(c)
+    for f in res["folds"]:
+        t.add_row(str(f["test_year"]), f["chosen"], f"{f['train_loss']:.3f}")
+    console.print(t)
+    oos, full = res["out_of_sample"], res["full_sample"]
+    t = Table(title="targets (out of sample = the folds' test years; full = chosen parameters "
+                    "on every day)")
+    for c in ("target", "out of sample", "full sample"):
+        t.add_column(c, justify="left" if c == "target" else "right")
+
+    def mark(d: dict[str, Any], k: str) -> str:
+        return "[green]met[/]" if d["checks"].get(k) else "[red]not met[/]"
+
+    t.add_row("Kupiec not rejected (>= 80 % of books)",
+              f"{_pct(oos['kupiec_ok_share'], 0)} {mark(oos, 'kupiec_share')}",
+              f"{_pct(full['kupiec_ok_share'], 0)} {mark(full, 'kupiec_share')}")
+    t.add_row("Basel zone of every category (pooled)",
+              " ".join(f"{k}:{v['zone']}" for k, v in oos["categories"].items()),
+              " ".join(f"{k}:{v['zone']}" for k, v in full["categories"].items()))
+    t.add_row("Acerbi-Szekely Z2 > -0.70 (worst category)",
+              f"{min(v['z2'] for v in oos['categories'].values()):.2f} {mark(oos, 'es_z2')}",
+              f"{min(v['z2'] for v in full['categories'].values()):.2f} {mark(full, 'es_z2')}")
+    t.add_row("exception rate (1 % expected)", _pct(oos["exception_rate"]),
+              _pct(full["exception_rate"]))
+    t.add_row("cost: margin / gross notional", _pct(oos["cost"]), _pct(full["cost"]))
+    for k in full["cost_ratios"]:
+        t.add_row(f"cost / {k} (<= 0.7)",
+                  f"{_ratio(oos['cost_ratios'].get(k))} {mark(oos, 'cost_vs_' + k)}",
+                  f"{_ratio(full['cost_ratios'].get(k))} {mark(full, 'cost_vs_' + k)}")
+    wo = {w["name"]: w for w in oos["windows"]}
+    for w in full["windows"]:
+        o = wo.get(w["name"])
+        t.add_row(f"{w['name']}: median peak-to-trough (<= 1.5)",
+                  _ratio(o["median_peak_to_trough"]) if o else "in-sample only",
+                  _ratio(w["median_peak_to_trough"]))
+        t.add_row(f"{w['name']}: median largest 5-day rise (<= 1.25, EMIR 28(1)(a) buffer)",
+                  _ratio(o["median_max_5d_ratio"]) if o else "in-sample only",
+                  _ratio(w["median_max_5d_ratio"]))
+    console.print(t)
+    b = res["binding_shares"]
+    console.print("share of book-days each term binds (chosen parameters, full sample): "
+                  + ", ".join(f"{k} {_pct(b[k], 1)}" for k in
+                              ("core", "stressed_weight", "floor_10y", "stress_floor",
+                               "buffer_held", "addons")))
+    t = Table(title="cost-coverage frontier (every model on the same books; dynamic: the "
+                    "cheapest candidate for each Kupiec pass share)")
+    for c in ("model", "cost", "exceptions", "Kupiec ok", "worst window p2t", "note"):
+        t.add_column(c, justify="left" if c in ("model", "note") else "right")
+    for r in sorted(res["frontier"], key=lambda r: (r["cost"] or 0.0)):
+        note = r.get("label", "")
+        if r.get("chosen"):
+            note = "[bold]chosen[/] " + note
+        if r.get("stride", 1) > 1:
+            note = f"every {r['stride']}th day " + note
+        if r.get("met"):
+            note += " (all targets)"
+        t.add_row(r["model"], _pct(r["cost"]), _pct(r["exception_rate"]),
+                  _pct(r["kupiec_ok_share"], 0), _ratio(r["median_peak_to_trough_max_window"]),
+                  note)
+    console.print(t)
+    for line in res["binding_constraints"]:
+        console.print(f"[yellow]binding:[/] {line}")
+    console.print(f"chosen: {res['chosen']}")
+    console.print(f"wrote {res['written']} (and {res['written'][:-5]}.json)")
+
+
+def _register_rest(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def surface(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from marginproof.cli.common import console, handle_errors, print_json
+from marginproof.cli.common import console, err_console, handle_errors, print_json
 from marginproof.config.limits import all_finite
 from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
@@ -44,6 +44,10 @@ def render_result(r: MarginResult) -> None:
     t.add_row("market time", r.market_timestamp.isoformat())
     t.add_row("params hash", r.params_hash[:16] + "...")
     console.print(t)
+    for line in r.details.get("assumptions", ()) if r.details else ():
+        console.print(f"[dim]{line}[/]")
+    for line in r.details.get("warnings", ()) if r.details else ():
+        err_console.print(f"[yellow]warning:[/] {line}")
     g = Table(title="Greeks by underlying (USD)")
     for c in ("underlying", "delta (coin)", "delta (USD)", "gamma", "vega/vol pt",
               "theta/day"):

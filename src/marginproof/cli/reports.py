@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -46,19 +46,43 @@ def _threads() -> Iterator[None]:
 
 
 @contextmanager
-def _bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+def _bar(label: str, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A rich progress bar; ``update(done, total, label=None)`` (a label opens its own bar)."""
     if quiet:
-        yield lambda done, total: None
+        yield lambda done, total, label=None: None
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err_console, transient=True) as prog:
-        task = prog.add_task(label, total=None)
+        tasks: dict[str | None, Any] = {None: prog.add_task(label, total=None)}
 
-        def update(done: int, total: int) -> None:
-            prog.update(task, completed=done, total=total)
+        def update(done: int, total: int, label: str | None = None) -> None:
+            if label not in tasks:
+                tasks[label] = prog.add_task(str(label), total=total)
+            prog.update(tasks[label], completed=done, total=total)
 
         yield update
+
+
+PortfolioOpt = Annotated[Path | None, typer.Option(
+    "--portfolio", help="Backtest this book (a portfolio file, docs/formats.md) instead of the "
+                        "book sets: re-struck daily in USD notional, moneyness and tenor")]
+AsOfOpt = Annotated[str | None, typer.Option(
+    "--as-of", help="Day the --portfolio book is read at (default: 2 days before its first "
+                    "expiry, or the last shipped day)")]
+
+
+def _user_book(portfolio: Path | None, as_of: str | None, quiet: bool) -> Any:
+    if portfolio is None:
+        return None
+    from marginproof.reports.run import portfolio_book
+
+    templates, notes, day = portfolio_book(portfolio, as_of)
+    if not quiet:
+        err_console.print(f"{templates[0].name}: read at the close of {day}, re-struck daily:")
+        for n in notes:
+            err_console.print(f"  {n}")
+    return templates
 
 
 def register(app: typer.Typer) -> None:
@@ -72,14 +96,18 @@ def register(app: typer.Typer) -> None:
                  underlyings: UndOpt = "BTC,ETH", n_random: RandOpt = 20, seed: SeedOpt = 0,
                  horizon_days: Annotated[int, typer.Option(
                      "--horizon-days", help="Margin period of risk (days)")] = 1,
+                 portfolio: PortfolioOpt = None, as_of: AsOfOpt = None,
+                 config: Annotated[Path | None, typer.Option(
+                     "--config", help="Parameter file of the model")] = None,
                  json_out: JsonOpt = False) -> None:
         """Walk-forward backtest over the shipped history: report.html, PNGs, JSON, Parquet."""
         from marginproof.reports.run import run_backtest
 
+        book = _user_book(portfolio, as_of, json_out)
         with _threads(), _bar(f"backtest {model}", json_out) as progress:
             res = run_backtest(model, out, date_from, date_to, _split(portfolios, "portfolios"),
                                _split(underlyings, "underlyings"), n_random, seed,
-                               horizon_days, progress=progress)
+                               horizon_days, progress=progress, templates=book, config=config)
         if json_out:
             print_json({k: v for k, v in res.items() if k != "books"}, undefined_as_null=True)
             return
@@ -107,17 +135,19 @@ def register(app: typer.Typer) -> None:
                    "--depth-scale", help="Order-book depth multiplier for the cascade")] = 0.1,
                n_accounts: Annotated[int, typer.Option(
                    "--accounts", help="Synthetic accounts in the cascade")] = 2000,
+               portfolio: PortfolioOpt = None, as_of: AsOfOpt = None,
                json_out: JsonOpt = False) -> None:
         """Replay a crash hour by hour, hypothetical shocks and a liquidation cascade."""
         from marginproof.reports.run import run_stress
 
         if not depth_scale > 0:
             raise InputError("depth-scale", "must be positive")
+        book = _user_book(portfolio, as_of, json_out)
         with _threads(), _bar(f"stress {model} {episode}", json_out) as progress:
             res = run_stress(model, episode, out, _split(portfolios, "portfolios"),
                              _split(underlyings, "underlyings"), n_random, seed,
                              _split(venues, "venues"), depth_scale, n_accounts,
-                             progress=progress)
+                             progress=progress, templates=book)
         if json_out:
             print_json({k: v for k, v in res.items() if k != "accounts"},
                        undefined_as_null=True)
@@ -145,7 +175,8 @@ def register(app: typer.Typer) -> None:
                            "--to", help="Last as-of day")] = "2022-12-31",
                        portfolios: SetsOpt = "singles,random,adversarial,hedged",
                        underlyings: UndOpt = "BTC,ETH", n_random: RandOpt = 20,
-                       seed: SeedOpt = 0, json_out: JsonOpt = False) -> None:
+                       seed: SeedOpt = 0, portfolio: PortfolioOpt = None,
+                       as_of: AsOfOpt = None, json_out: JsonOpt = False) -> None:
         """Every model and preset side by side on the same books (default window: 2022).
 
         The full history for every model takes hours (mc and the per-book presets); pass
@@ -154,10 +185,11 @@ def register(app: typer.Typer) -> None:
         from marginproof.reports.run import model_names, run_compare
 
         names = _split(models, "models") if models else model_names()
+        book = _user_book(portfolio, as_of, json_out)
         with _threads(), _bar("compare-models", json_out) as progress:
             res = run_compare(names, out, date_from, date_to, _split(portfolios, "portfolios"),
                               _split(underlyings, "underlyings"), n_random, seed,
-                              progress=progress)
+                              progress=progress, templates=book)
         if json_out:
             print_json(res, undefined_as_null=True)
             return

@@ -7,7 +7,8 @@ Coinbase to a median 0.06 %, ``data/README.md``).
 
 * ``atm_iv["BTC"]``: Deribit DVOL / 100, the last hourly close of each UTC day (2021-03-24 ..
   2025-10-15), extended with the daily DVOL file (same convention) to 2025-11-12.
-* ``funding``: Binance USD-M 8-hourly funding (BTC, ETH).
+* ``funding``: Binance USD-M 8-hourly funding (BTC, ETH), and the BitMEX XBTUSD series
+  (2016-05 .. 2020-11) under :data:`BITMEX_FUNDING`, the backfill before Binance's starts.
 * ``long_closes["BTC"]``: Bitstamp/Coinbase BTC/USD 2011-08-18 .. 2025-09-24 (10-year floor).
 
 Also convenience wrappers for one symbol and one date (``fhs_asof`` ...), used by the CLI and
@@ -72,6 +73,10 @@ def load_market_history(root: Path | None = None,
         if len(g):
             t = g["funding_time_utc"].dt.tz_localize(None).to_numpy().astype("datetime64[s]")
             funding[u] = FundingSeries(t, g["funding_rate"].to_numpy(dtype=np.float64))
+    bmx = datasets.load_funding("bitmex", root)
+    if len(bmx):  # inverse XBTUSD perp, 8 h, 2016-05..2020-11: the backfill before Binance
+        t = bmx["funding_time_utc"].dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+        funding[BITMEX_FUNDING] = FundingSeries(t, bmx["funding_rate"].to_numpy(np.float64))
     long_btc = datasets.load_btc_long_daily(root)
     atm_iv = {"BTC": _dvol_daily(root)}
     return MarketHistory(
@@ -83,9 +88,15 @@ def load_market_history(root: Path | None = None,
             "atm_iv.BTC": "data/options/deribit_btc_dvol_1h_2021_2025.csv.gz (last hourly close "
                           "per UTC day) + deribit_btc_dvol_daily_2022_2025.csv.gz after it",
             "funding": "data/perp/binance_usdm_funding_rates.csv.gz",
+            f"funding.{BITMEX_FUNDING}": "data/perp/bitmex_xbtusd_funding_2016_2020.csv.gz",
             "long_closes.BTC": "data/spot/btc_usd_daily_bitstamp_coinbase_2011_2025.csv.gz",
         },
     )
+
+
+#: Key of the BitMEX XBTUSD funding series in ``MarketHistory.funding`` (the backfill of the
+#: dynamic model's funding add-on before the Binance series starts, 2019-09-10).
+BITMEX_FUNDING = "XBTUSD-bitmex"
 
 
 @lru_cache(maxsize=2)

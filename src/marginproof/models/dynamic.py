@@ -59,6 +59,53 @@ from marginproof.scenarios.stress import (
 
 FloatArray = NDArray[np.float64]
 _CORES: dict[str, type[ScenarioRiskMixin]] = {"fhs": FHSModel, "mc": MCModel}
+Num = Any  # float or ndarray (the functions below broadcast)
+
+#: Order in which the requirement is built; ``binding_component`` names the term that set it.
+BINDING_TERMS = ("core", "stressed_weight", "floor_10y", "stress_floor")
+
+
+def apc_requirement(m_core: Num, m_stress: Num | None, m_floor: Num | None,
+                    stressed_weight: float, static_buffer: float) -> Num:
+    """EMIR Art. 28 APC on the core margin ``M`` (floats or arrays of any shape).
+
+    ``A = max((1 - w) M + w M_stress, M_10y) * (1 + b)``; ``M_stress`` is skipped when ``None``
+    or ``w = 0``, the floor when ``m_floor`` is ``None``.
+    """
+    a = m_core
+    if m_stress is not None and stressed_weight > 0.0:
+        a = (1.0 - stressed_weight) * m_core + stressed_weight * m_stress
+    if m_floor is not None:
+        a = np.maximum(a, m_floor)
+    return a * (1.0 + static_buffer)
+
+
+def stress_floor_requirement(a: Num, stress_loss: Num, floor_fraction: float) -> Num:
+    """``C = max(A, f S)``: the stress floor on the APC margin."""
+    return np.maximum(a, floor_fraction * stress_loss)
+
+
+def binding_component(m_core: Num, m_stress: Num | None, m_floor: Num | None,
+                      stress_loss: Num, stressed_weight: float, floor_fraction: float
+                      ) -> NDArray[np.int8]:
+    """Index into :data:`BINDING_TERMS` of the term that sets ``C`` (before the buffer).
+
+    ``core`` when neither APC step raises ``M`` and the stress floor is below; ties go to the
+    earlier term.
+    """
+    m = np.asarray(m_core, dtype=np.float64)
+    out = np.zeros(m.shape, np.int8)
+    a = m
+    if m_stress is not None and stressed_weight > 0.0:
+        blend = (1.0 - stressed_weight) * m + stressed_weight * np.asarray(m_stress)
+        out = np.where(blend > m, 1, out).astype(np.int8)
+        a = np.asarray(blend)
+    if m_floor is not None:
+        fl = np.asarray(m_floor, dtype=np.float64)
+        out = np.where(fl > a, 2, out).astype(np.int8)
+        a = np.maximum(a, fl)
+    sf = floor_fraction * np.asarray(stress_loss, dtype=np.float64)
+    return np.where(sf > a, 3, out).astype(np.int8)
 
 
 class DynamicModel(ScenarioRiskMixin):
@@ -185,14 +232,29 @@ class DynamicModel(ScenarioRiskMixin):
         return max(float(np.mean(v)), 1e-12)
 
     def funding_stats_for(self, underlying: str, asof: np.datetime64) -> FundingStats:
-        f = self.addons.get("funding", {})
-        src = underlying if underlying in self.history.funding else str(f.get("fallback", "BTC"))
-        if src not in self.history.funding:
-            raise InputError("history.funding", f"no funding history for {underlying}")
-        cutoff = (asof + DAY).astype("datetime64[s]")
-        series = self.history.funding[src].before(cutoff)
-        return funding_stats(series.rates, int(f.get("lookback", 1095)),
-                             int(f.get("n_expected", 90)), float(f.get("conf", 0.99)))
+        """Funding statistics from the settlements before the end of ``asof``.
+
+        The underlying's own series (else ``fallback``'s); settlements before its first one
+        come from ``backfill`` (a longer series, e.g. BitMEX XBTUSD) when configured, so the
+        lookback is full from the backfill's start. No settlement at all: ``InputError``.
+        """
+        def build() -> FundingStats:
+            f = self.addons.get("funding", {})
+            fund = self.history.funding
+            src = underlying if underlying in fund else str(f.get("fallback", "BTC"))
+            if src not in fund:
+                raise InputError("history.funding", f"no funding history for {underlying}")
+            cutoff = (asof + DAY).astype("datetime64[s]")
+            rates = fund[src].before(cutoff).rates
+            back = f.get("backfill")
+            if back is not None and str(back) in fund and len(fund[src].times):
+                first = fund[src].times[0]
+                b = fund[str(back)].before(min(cutoff, first))
+                rates = np.concatenate([b.rates, rates])
+            return funding_stats(rates, int(f.get("lookback", 1095)),
+                                 int(f.get("n_expected", 90)), float(f.get("conf", 0.99)))
+        out: FundingStats = self.cached(("funding", underlying, str(asof)), build)
+        return out
 
     def addon_components(self, book: ResolvedBook, market: MarketSnapshot, asof: np.datetime64,
                          sset: ScenarioSet, pnl: FloatArray) -> tuple[dict[str, float],
@@ -255,8 +317,8 @@ class DynamicModel(ScenarioRiskMixin):
         m_core = core.requirement
         out: dict[str, Any] = {"base": m_core}
         w = float(self.apc.get("stressed_weight", 0.25))
-        if w > 0.0 and len(book):
-            sset = self.stressed_period_set(unds, asof)
+        sset = self.stressed_period_set(unds, asof) if w > 0.0 and len(book) else None
+        if sset is not None and len(sset):  # skipped until a stressed period has ended
             m_stress, _ = self.core_model.measure_of(book, self.core_model.revalue(book, sset))
             out["margin_stressed"] = m_stress
             out["stressed_weighted"] = (1.0 - w) * m_core + w * m_stress
@@ -283,15 +345,14 @@ class DynamicModel(ScenarioRiskMixin):
         m_core = core.requirement
         details: dict[str, Any] = {"core_method": self.params["core"]["method"]}
         apc = self.apc_components(book, core, asof)
-        a = apc["base"]
         if "stressed_weighted" in apc:
-            a = apc["stressed_weighted"]
             details["apc_stressed"] = apc["stressed_details"]
         if "floor_10y" in apc:
-            a = max(a, apc["floor_10y"])
             details["apc_floor"] = apc["floor_details"]
+        w = float(self.apc.get("stressed_weight", 0.25))
         b = float(self.apc.get("static_buffer", 0.0))
-        a *= 1.0 + b
+        a = float(apc_requirement(m_core, apc.get("margin_stressed"), apc.get("floor_10y"),
+                                  w, b))
         # stress
         c = a
         worst_extra: list[WorstScenario] = []
@@ -308,9 +369,11 @@ class DynamicModel(ScenarioRiskMixin):
             details["stress"] = {"worst_loss": s_loss, "scenario": s_label,
                                  "floor_fraction": f,
                                  "n_historical": len(hist), "n_hypothetical": len(hyp)}
-            if f * s_loss > c:
-                c = f * s_loss
+            c = float(stress_floor_requirement(a, s_loss, f))
+            if c > a:
                 worst_extra.append(WorstScenario(s_label, s_idx, s_loss, "stress"))
+            details["binding"] = BINDING_TERMS[int(binding_component(
+                m_core, apc.get("margin_stressed"), apc.get("floor_10y"), s_loss, w, f))]
         comps_add, det_add = self.addon_components(book, market, asof, core.sset, core.pnl)
         details["addons"] = det_add
         im = c + sum(comps_add.values())

@@ -85,6 +85,8 @@ def margin_vs_loss(records: pd.DataFrame, portfolio: str, out: Path,
 def traffic_light(summary: pd.DataFrame, out: Path, alpha: float = 0.01) -> Path:
     """Books per Basel zone (last 250 days) by category, with the pooled exception rate."""
     s = summary[summary["n_obs"] > 0]
+    zcol = "zone_headline" if "zone_headline" in s else "zone_last_250"
+    short = bool((s["n_obs"] < 250).any())
     cats = sorted(s["category"].unique())
     models = sorted(s["model"].unique())
     fig, ax = plt.subplots(figsize=(10, 0.6 + 0.55 * len(cats) * len(models)))
@@ -96,7 +98,7 @@ def traffic_light(summary: pd.DataFrame, out: Path, alpha: float = 0.01) -> Path
                 continue
             left = 0
             for z in ("green", "yellow", "red"):
-                n = int((g["zone_last_250"] == z).sum())
+                n = int((g[zcol] == z).sum())
                 if n:
                     ax.barh(y, n, left=left, color=ZONE_COLOURS[z], edgecolor="white")
                     ax.text(left + n / 2, y, str(n), ha="center", va="center", fontsize=8,
@@ -108,7 +110,8 @@ def traffic_light(summary: pd.DataFrame, out: Path, alpha: float = 0.01) -> Path
             y += 1
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("number of books (zone of the last 250 days)")
+    ax.set_xlabel("number of books (zone of the whole window: shorter than 250 days)" if short
+                  else "number of books (zone of the last 250 days)")
     ax.set_title(f"Basel traffic light per book (expected exception rate {100 * alpha:.1f} %)")
     handles = [Rectangle((0, 0), 1, 1, color=ZONE_COLOURS[z]) for z in ZONE_COLOURS]
     ax.legend(handles, ["green", "yellow", "red"], loc="lower right", fontsize=8)
@@ -279,4 +282,85 @@ def smiles(points: pd.DataFrame, curves: pd.DataFrame | None, out: Path, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out)
+
+
+def _usd_sep(x: float, _pos: int | None = None) -> str:
+    return f"{x:,.0f}"
+
+
+def pnl_vs_margin(records: pd.DataFrame, portfolio: str, out: Path,
+                  horizon_days: int = 1) -> Path:
+    """Realised P&L of one book against minus its margin (and VaR), exceptions marked."""
+    g = records[records["portfolio"] == portfolio].copy()
+    g["date"] = pd.to_datetime(g["date"])
+    pnl = -g["loss_usd"]
+    fig, ax = plt.subplots(figsize=(10, 4.4))
+    ax.vlines(g["date"], 0, pnl, color="#777777", lw=0.6, alpha=0.8,
+              label=f"realised P&L over {horizon_days} d (USD)")
+    ax.plot(g["date"], -g["margin_usd"], color="#1f5fa8", lw=1.3,
+            label="- margin (posted IM)")
+    if "var_usd" in g and np.isfinite(g["var_usd"]).any():
+        ax.plot(g["date"], -g["var_usd"], color="#e08a00", lw=0.9, ls="--",
+                label="- VaR 99 % of the model's scenarios")
+    exc = g[g["exception"]]
+    ax.scatter(exc["date"], -exc["loss_usd"], color="#c8322d", marker="x", s=40, zorder=5,
+               label=f"exception: loss > margin ({len(exc)} of {len(g)} days)")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.yaxis.set_major_formatter(FuncFormatter(_usd_sep))
+    ax.set_ylabel("USD")
+    ax.set_title(f"{g['model'].iloc[0] if len(g) else ''}: realised P&L against margin - "
+                 f"{portfolio}")
+    _date_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8,
+              frameon=False)
+    return _save(fig, out)
+
+
+def cost_coverage(books: pd.DataFrame, out: Path, title: str,
+                  others: pd.DataFrame | None = None, alpha: float = 0.01,
+                  kupiec_band: tuple[float, float] | None = None) -> Path:
+    """Cost-coverage frontier: exception rate against margin / notional.
+
+    ``books``: one row per book (``category``, ``cost``, ``exception_rate``); ``others``: one
+    row per model or candidate (``label``, ``cost``, ``exception_rate``, optional ``chosen``)
+    drawn as labelled points. ``kupiec_band``: exception rates Kupiec does not reject.
+    """
+    fig, ax = plt.subplots(figsize=(10, 5.4))
+    if kupiec_band is not None:
+        ax.axhspan(100 * kupiec_band[0], 100 * kupiec_band[1], color="#2e9d4a", alpha=0.12,
+                   label="exception rates Kupiec does not reject (5 %)")
+    ax.axhline(100 * alpha, color="#c8322d", lw=0.8, ls="--",
+               label=f"nominal {100 * alpha:g} %")
+    cats = list(dict.fromkeys(books["category"])) if len(books) else []
+    cmap = plt.get_cmap("tab10")
+    for i, c in enumerate(cats):
+        g = books[books["category"] == c]
+        ax.scatter(100 * g["cost"], 100 * g["exception_rate"], s=28, color=cmap(i % 10),
+                   alpha=0.8, edgecolor="white", linewidth=0.4, label=f"book: {c}")
+    if others is not None and len(others):
+        for _, r in others.iterrows():
+            chosen = bool(r.get("chosen", False))
+            ax.scatter(100 * r["cost"], 100 * r["exception_rate"], s=90 if chosen else 55,
+                       marker="*" if chosen else "D", color="#c8322d" if chosen else "black",
+                       zorder=6)
+            ax.annotate(str(r["label"]), (100 * r["cost"], 100 * r["exception_rate"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    xs = 100 * pd.concat([books["cost"], others["cost"] if others is not None else
+                          pd.Series(dtype=float)]).dropna()
+    if len(xs):
+        lo_x, hi_x = float(xs.min()) / 1.3, float(xs.max()) * 1.3
+        ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500)
+                 if lo_x <= t <= hi_x]
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_xticks(ticks, [f"{t:g} %" for t in ticks])
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _p: ""))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _p: f"{y:g} %"))
+    ax.set_xlabel("average margin / gross notional (capital cost, log scale)")
+    ax.set_ylabel("exception rate: days the loss exceeded the margin")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
     return _save(fig, out)

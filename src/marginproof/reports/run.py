@@ -32,6 +32,15 @@ from marginproof.backtest.providers import (
     MarginProvider,
     ModelProvider,
 )
+from marginproof.calibration.targets import (
+    Evaluation,
+    Targets,
+    evaluate,
+    kupiec_region,
+    panel_from_records,
+    verdict,
+)
+from marginproof.config.params import load_toml
 from marginproof.errors import InputError
 from marginproof.io import datasets
 from marginproof.models.registry import available_models, model_class
@@ -68,7 +77,8 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def make_provider(name: str) -> tuple[MarginProvider, dict[str, Any]]:
+def make_provider(name: str, config: Path | None = None
+                  ) -> tuple[MarginProvider, dict[str, Any]]:
     """Provider for a model name and its provenance (params hash, variant).
 
     ``ewma-var``: the reference EWMA-VaR model; ``dynamic-no-apc``: ``dynamic`` with its APC
@@ -82,16 +92,29 @@ def make_provider(name: str) -> tuple[MarginProvider, dict[str, Any]]:
     if base not in available_models():
         raise InputError("model", f"unknown model {name!r}; available: {', '.join(model_names())}")
     cls = model_class(base)
-    model = cls()
+    model = cls(load_toml(config)) if config is not None else cls()
     if name == "dynamic-no-apc":
         params = _deep_merge(model.params, {"apc": NO_APC})
         model = cls(params)
-    info = {"model": name, "params_hash": model.params_hash}
+    info: dict[str, Any] = {"model": name, "params_hash": model.params_hash}
+    apc = model.params.get("apc", {}) if base == "dynamic" else {}
+    if isinstance(apc, Mapping) and float(apc.get("release_buffer", 0.0)) > 0.0:
+        # the posted margin of dynamic is the called margin: buffer with release per book
+        info["release_buffer"] = float(apc["release_buffer"])
+        info["rebuild_speed"] = float(apc.get("rebuild_speed", 0.0))
     if base == "grid":
         return GridBatchProvider(model), info
     if base in ("fhs", "mc", "dynamic"):
         return HistoryBatchProvider(model, name=name), info
     return ModelProvider(model, name=name), info
+
+
+def backtest_config(info: Mapping[str, Any], horizon_days: int = 1, alpha: float = 0.01,
+                    stride: int = 1) -> BacktestConfig:
+    """The walk-forward settings for a provider (its release buffer, if any)."""
+    return BacktestConfig(horizon_days=horizon_days, alpha=alpha,
+                          release_buffer=float(info.get("release_buffer", 0.0)),
+                          rebuild_speed=float(info.get("rebuild_speed", 0.0)), stride=stride)
 
 
 def _jsonable(x: Any) -> Any:
@@ -125,6 +148,45 @@ def _path() -> MarketPath:
 def _templates(sets: Sequence[str], underlyings: Sequence[str], n_random: int, seed: int
                ) -> list[BookTemplate]:
     return portfolio_set(sets, underlyings, n_random, seed)
+
+
+def portfolio_book(file: Path, as_of: str | None = None, path: MarketPath | None = None
+                   ) -> tuple[list[BookTemplate], list[str], str]:
+    """A portfolio file (``docs/formats.md``: any instrument kind, linear or inverse) as a
+    template re-struck every day (:func:`~marginproof.backtest.portfolios.
+    template_from_portfolio`), read at the close of ``as_of``.
+
+    Default ``as_of``: the last shipped day at least 2 days before the earliest expiry (the
+    last shipped day for a book without expiries). Returns the template list, one line per
+    position saying how it was read, and the as-of day.
+    """
+    from marginproof.backtest.portfolios import template_from_portfolio
+    from marginproof.io.formats import load_portfolio
+
+    acct = load_portfolio(file)
+    pf = acct.portfolio
+    p = path or _path()
+    unknown = sorted({q.instrument.underlying for q in pf.positions} - set(p.underlyings))
+    if unknown:
+        raise InputError("positions", f"no shipped daily history for {', '.join(unknown)} "
+                         f"(backtests cover {', '.join(p.underlyings)})")
+    first = np.datetime64(p.times[0], "D")
+    last = np.datetime64(p.times[-1], "D")
+    if as_of is not None:
+        day = np.datetime64(as_of, "D")
+    else:
+        exps = [q.instrument.expiry for q in pf.positions if q.instrument.expiry is not None]
+        day = last
+        if exps:
+            day = min(last, np.datetime64(min(exps).date().isoformat(), "D")
+                      - np.timedelta64(2, "D"))
+    if not first <= day <= last:
+        raise InputError("as-of", f"{day} is outside the shipped history ({first} .. {last})")
+    row = p.index_of(str(day))
+    idx = {u: float(p.closes[row, p.col(u)]) for u in p.underlyings
+           if np.isfinite(p.closes[row, p.col(u)])}
+    tpl, notes = template_from_portfolio(pf, idx, day, acct.account_id)
+    return [tpl], notes, str(day)
 
 
 def _representative(summary: pd.DataFrame) -> list[str]:
@@ -166,13 +228,18 @@ def _method_notes(cfg: BacktestConfig) -> list[str]:
 def run_backtest(model: str, out: Path, start: str | None = None, end: str | None = None,
                  sets: Sequence[str] = SETS, underlyings: Sequence[str] = ("BTC", "ETH"),
                  n_random: int = 20, seed: int = 0, horizon_days: int = 1,
-                 alpha: float = 0.01, progress: Progress | None = None) -> dict[str, Any]:
-    """Walk-forward backtest of ``model``; writes the report into ``out``; returns the summary."""
+                 alpha: float = 0.01, progress: Progress | None = None,
+                 templates: list[BookTemplate] | None = None,
+                 config: Path | None = None) -> dict[str, Any]:
+    """Walk-forward backtest of ``model``; writes the report into ``out``; returns the summary.
+
+    ``templates`` (a portfolio file's book, :func:`portfolio_book`) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = _path()
-    templates = _templates(sets, underlyings, n_random, seed)
-    provider, info = make_provider(model)
-    cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
+    provider, info = make_provider(model, config)
+    cfg = backtest_config(info, horizon_days, alpha)
     t0 = time.perf_counter()
     bt = walk_forward(path, templates, provider, cfg, start, end, True, progress,
                       time.perf_counter)
@@ -198,35 +265,132 @@ def run_backtest(model: str, out: Path, start: str | None = None, end: str | Non
     return result
 
 
+def _pct(x: Any, digits: int = 2) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(v) else f"{100 * v:.{digits}f} %"
+
+
+def _usdf(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(v) else f"{v:,.0f}"
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return "-" if not math.isfinite(v) else f"{v:,.{digits}f}"
+
+
+def human_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The same table in human units: USD with separators, rates and shares in %."""
+    out = df.copy()
+    for c in out.columns:
+        lc = str(c)
+        if lc.endswith("_usd") or lc.startswith("avg_margin_usd"):
+            out[c] = out[c].map(_usdf)
+        elif any(k in lc for k in ("rate", "to_notional", "coverage_ratio", "share", "cost")):
+            out[c] = out[c].map(_pct)
+        elif out[c].dtype.kind == "f":
+            out[c] = out[c].map(lambda v: _num(v, 3))
+    return out
+
+
+def verdict_section(rep: Report, rec: pd.DataFrame, model: str, cfg: BacktestConfig,
+                    targets: Targets | None = None) -> Evaluation:
+    """The report's first page: the verdict and the figures behind it."""
+    tg = targets or Targets(alpha=cfg.alpha)
+    ev = evaluate(panel_from_records(rec), tg)
+    v = verdict(ev, tg)
+    colour = {"adequate": "green", "too conservative": "yellow"}.get(v.label, "red")
+    rep.parts.append(f'<h2>Verdict: <span class="{colour}" style="padding:0 .4em">'
+                     f"{v.label}</span></h2>")
+    rep.bullets(list(v.reasons))
+    n_obs = int(np.isfinite(rec["margin_usd"]).sum())
+    rows = [
+        ("period", f"{rec['date'].min()} .. {rec['date'].max()} "
+                   f"({rec['date'].nunique():,} as-of days)"),
+        ("books / book-days", f"{rec['portfolio'].nunique():,} / {n_obs:,}"),
+        ("exceptions (loss > margin)", f"{int(rec['exception'].sum()):,} = "
+                                       f"{_pct(ev.exception_rate)} (expected "
+                                       f"{_pct(cfg.alpha, 1)})"),
+        ("Kupiec not rejected (5 %, either direction)",
+         f"{_pct(ev.kupiec_ok_share, 0)} of books (target >= 80 %)"),
+        ("Basel zone per category (pooled book-days)",
+         ", ".join(f"{c}: {d['zone']}" for c, d in ev.categories.items())),
+        ("ES test: Acerbi-Szekely Z2 of the posted margin (per category)",
+         ", ".join(f"{c}: {float(d['z2']):.2f}" for c, d in ev.categories.items())
+         + " (rejected at 5 % below -0.70)"),
+        ("cost: average margin / gross notional", _pct(ev.cost)),
+        ("cost: average margin per book-day", f"{_usdf(rec['margin_usd'].mean())} USD"),
+    ]
+    for w in ev.windows:
+        rows.append((f"crash {w.name}: median peak-to-trough / largest 5-day rise",
+                     f"{w.median_peak_to_trough:.2f} / {w.median_max_5d_ratio:.2f} "
+                     f"(targets 1.5 / 1.25; worst book {w.max_peak_to_trough:.2f})"))
+    if "binding" in rec and rec["binding"].astype(str).str.len().gt(0).any():
+        b = rec["binding"][rec["binding"].astype(str) != ""].value_counts(normalize=True)
+        rows.append(("term that sets the margin (share of book-days)",
+                     ", ".join(f"{k} {_pct(x, 1)}" for k, x in b.items())))
+    if "comp_release_buffer" in rec:
+        held = float((rec["comp_release_buffer"] > 1e-9).mean())
+        rows.append(("release buffer held (share of book-days)", _pct(held, 1)))
+    rep.table(pd.DataFrame(rows, columns=["", model]))
+    return ev
+
+
 def _backtest_report(out: Path, model: str, rec: pd.DataFrame, summ: pd.DataFrame,
                      cat: pd.DataFrame, cfg: BacktestConfig, result: Mapping[str, Any]) -> None:
     rep = Report(f"Backtest of {model}", f"{result['from']} .. {result['to']}, "
                  f"{result['n_books']} books, params hash {str(result['params_hash'])[:16]}")
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    ev = verdict_section(rep, rec, model, cfg)
+    for p in _representative(summ)[:3]:
+        slug = "".join(c if c.isalnum() else "_" for c in p).strip("_")
+        rep.figure(figures.pnl_vs_margin(rec, p, figs / f"pnl_vs_margin_{slug}.png",
+                                         cfg.horizon_days),
+                   f"Realised P&L against the margin (and VaR), exceptions marked: {p}")
+    books = pd.DataFrame([{"category": b.category, "cost": b.cost,
+                           "exception_rate": b.n_exceptions / b.n_obs}
+                          for b in ev.books if b.n_obs])
+    T = int(np.median([b.n_obs for b in ev.books if b.n_obs])) if len(books) else 0
+    lo, hi = kupiec_region(T, cfg.alpha) if T else (0, 0)
+    pooled = pd.DataFrame([{"label": f"{model} (pooled)", "cost": ev.cost,
+                            "exception_rate": ev.exception_rate, "chosen": True}])
+    rep.figure(figures.cost_coverage(books, figs / "cost_coverage.png",
+                                     f"{model}: cost against coverage, one point per book",
+                                     pooled, cfg.alpha, (lo / T, hi / T) if T else None),
+               "Cost-coverage frontier: each book's average margin / notional against its "
+               "exception rate (green band: not rejected by Kupiec for the typical book's "
+               "days; compare-models and calibrate put every model on it)")
+    rep.figure(figures.margin_to_notional(rec, figs / "margin_level.png"),
+               "Margin level over time, % of notional (procyclicality)")
+    rep.figure(figures.traffic_light(summ, figs / "traffic_light.png", cfg.alpha),
+               "Basel zone of each book, and pooled exception rate")
     rep.heading("Method")
     rep.bullets(_method_notes(cfg))
     rep.heading("Summary by portfolio category")
-    rep.table(cat)
-    figs = out / "figures"
-    figs.mkdir(exist_ok=True)
-    rep.figure(figures.traffic_light(summ, figs / "traffic_light.png", cfg.alpha),
-               "Basel zone of each book over its last 250 days, and pooled exception rate")
-    for p in _representative(summ):
-        slug = "".join(c if c.isalnum() else "_" for c in p).strip("_")
-        rep.figure(figures.margin_vs_loss(rec, p, figs / f"margin_vs_loss_{slug}.png",
-                                          cfg.horizon_days),
-                   f"Margin against realised loss, exceptions marked: {p}")
-    rep.figure(figures.margin_to_notional(rec, figs / "margin_level.png"),
-               "Margin level over time (procyclicality)")
+    rep.table(human_table(cat))
     smile = _smile_figure(figs)
     if smile is not None:
-        rep.heading("Implied-vol input: shipped chain vs the backtest's flat ATM level")
-        rep.figure(smile, "Deribit mark IVs with SVI fits, and the flat DVOL level used by the "
-                          "backtest on that date")
+        rep.heading("Implied-vol input: a shipped chain and the ATM level of the backtest")
+        rep.figure(smile, "Deribit mark IVs with SVI fits, and the ATM level of the backtest "
+                          "on that date (option vols follow the chain's smile shape while a "
+                          "chain is in force)")
     rep.heading("Per-book statistics")
     cols = ["portfolio", "category", "n_obs", "n_exceptions", "coverage_ratio", "kupiec_p",
             "christoffersen_ind_p", "christoffersen_cc_p", "zone", "zone_last_250",
-            "as_z2", "as_z2_zone", "avg_margin_to_notional", "peak_to_trough", "max_30d_ratio"]
-    rep.table(summ[[c for c in cols if c in summ.columns]], max_rows=200)
+            "as_z2", "as_z2_zone", "avg_margin_usd", "avg_margin_to_notional",
+            "peak_to_trough", "max_5d_ratio", "max_30d_ratio"]
+    rep.table(human_table(summ[[c for c in cols if c in summ.columns]]), max_rows=200)
     rep.heading("Files")
     rep.bullets(["records.parquet / .csv: one row per (day, book)",
                  "summary.parquet / .csv: one row per book", "categories.parquet / .csv",
@@ -267,13 +431,19 @@ def run_stress(model: str, episode_id: str, out: Path, sets: Sequence[str] = SET
                seed: int = 0,
                venues: Sequence[str] = ("standard", "fhs", "dynamic", "dynamic-no-apc"),
                depth_scale: float = DEFAULT_DEPTH_SCALE, n_accounts: int = 2000,
-               progress: Progress | None = None) -> dict[str, Any]:
-    """Replay ``episode_id`` hour by hour through ``model``, shocks and cascades; write report."""
+               progress: Progress | None = None,
+               templates: list[BookTemplate] | None = None) -> dict[str, Any]:
+    """Replay ``episode_id`` hour by hour through ``model``, shocks and cascades; write report.
+
+    ``templates`` (a portfolio file's book) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     ep = episode(episode_id)
     daily = _path()
+    if templates:
+        underlyings = tuple(dict.fromkeys(u for t in templates for u in t.underlyings))
     hp = hourly_path(tuple(underlyings), ep.start, ep.end, daily=daily)
-    templates = _templates(sets, underlyings, n_random, seed)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
     provider, info = make_provider(model)
     t0 = time.perf_counter()
     rp = replay(hp, templates, provider, seed=seed)
@@ -381,17 +551,28 @@ def run_compare(models: Sequence[str], out: Path, start: str | None = None,
                 end: str | None = None, sets: Sequence[str] = SETS,
                 underlyings: Sequence[str] = ("BTC", "ETH"), n_random: int = 20,
                 seed: int = 0, horizon_days: int = 1, alpha: float = 0.01,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Backtest every model on the same books and put them side by side."""
+                progress: Progress | None = None,
+                templates: list[BookTemplate] | None = None) -> dict[str, Any]:
+    """Backtest every model on the same books and put them side by side.
+
+    ``templates`` (a portfolio file's book) replace the book sets.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = _path()
-    templates = _templates(sets, underlyings, n_random, seed)
+    templates = templates or _templates(sets, underlyings, n_random, seed)
     cfg = BacktestConfig(horizon_days=horizon_days, alpha=alpha)
     summaries, cats, infos = [], [], []
     for j, m in enumerate(models):
         provider, info = make_provider(m)
         t0 = time.perf_counter()
-        bt: ContinuousBacktest = walk_forward(path, templates, provider, cfg, start, end, False)
+
+        def tick(done: int, total: int, label: str = m) -> None:
+            if progress:
+                progress(done, total, label)  # type: ignore[call-arg]
+
+        bt: ContinuousBacktest = walk_forward(path, templates, provider,
+                                              backtest_config(info, horizon_days, alpha),
+                                              start, end, False, tick)
         info["elapsed_s"] = time.perf_counter() - t0
         info["skipped_book_days"] = int(getattr(provider, "skipped", 0))
         infos.append(info)
@@ -438,7 +619,7 @@ def _overall(summ: pd.DataFrame, infos: Sequence[Mapping[str, Any]]) -> pd.DataF
             rows.append({"model": m, "books": 0, "book_days": 0,
                          "refused_book_days": info.get("skipped_book_days", 0)})
             continue
-        z = g["zone_last_250"].value_counts()
+        z = g["zone_headline"].value_counts()
         rows.append({
             "model": m, "books": len(g), "book_days": int(g["n_obs"].sum()),
             "refused_book_days": info.get("skipped_book_days", 0),
@@ -446,6 +627,8 @@ def _overall(summ: pd.DataFrame, infos: Sequence[Mapping[str, Any]]) -> pd.DataF
             "exception_rate": float(g["n_exceptions"].sum() / g["n_obs"].sum()),
             "books_green": int(z.get("green", 0)), "books_yellow": int(z.get("yellow", 0)),
             "books_red": int(z.get("red", 0)),
+            "zone_window": ("whole window (< 250 days)" if int(g["n_obs"].max()) < 250
+                            else "last 250 days"),
             "worst_zone_full_period": "red" if (g["zone"] == "red").any() else
             "yellow" if (g["zone"] == "yellow").any() else "green",
             "avg_margin_to_notional": float(g["avg_margin_to_notional"].mean()),

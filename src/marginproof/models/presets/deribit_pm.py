@@ -64,6 +64,20 @@ from marginproof.models.presets.inputs import PortfolioInputs
 from marginproof.models.result import MarginResult, WorstScenario
 
 PRESET = "deribit-pm"
+#: Reading of the extended table's "only a fraction of simulated P&L": ``range`` (default)
+#: scales an option's P&L at move ``m`` by ``price_range / |m|``; ``full`` counts all of it.
+EXTENDED_FRACTIONS = ("range", "full")
+#: Share of the IM from unpublished rules above which the result carries a warning.
+UNVERIFIED_WARN = 0.25
+EXTENDED_ASSUMPTION = {
+    "range": ("deribit-pm assumption: extended table = option P&L at each extended move x "
+              "price_range/|move|, counted beyond the standard edge (Deribit publishes neither "
+              "the fraction nor its dampener; this reading reproduces both published "
+              "examples)"),
+    "full": ("deribit-pm assumption: extended table = the full option P&L at each extended "
+             "move beyond the standard edge (an upper bound, far above Deribit's dampened "
+             "figure for short far out-of-the-money options)"),
+}
 VOL_NAMES = ("down", "none", "up")
 _PAIR_KEYS = ("price_range", "volatility_range_up", "volatility_range_down",
               "short_term_vega_power", "long_term_vega_power", "min_volatility_for_shock_up",
@@ -208,6 +222,7 @@ def evaluate_currency(positions: Sequence[PMPosition], currency: str, params: Ma
     floor = float(general["dte_floor_days"])
     unit = (np.arange(2 * n + 1) - n) / n
     ext_moves = np.array([float(e) for e in general["extended_moves"]])
+    ext_mode = str(general.get("extended_fraction", "range"))
     unds = tuple(dict.fromkeys(p.underlying for p in positions))
     pairs = {u: {k: float(params["pair"][u][k]) for k in _PAIR_KEYS} for u in unds}
     n_std = unit.size * n_v
@@ -219,6 +234,8 @@ def evaluate_currency(positions: Sequence[PMPosition], currency: str, params: Ma
         pnl[:, i] = position_pnl(p, pr * unit, vol_names, pair, floor)
         moves = ext_moves if p.kind == "option" else np.clip(ext_moves, -pr, pr)
         ext_pnl[:, i] = position_pnl(p, moves, ("up",), pair, floor)
+        if p.kind == "option" and ext_mode == "range":
+            ext_pnl[:, i] *= np.minimum(1.0, pr / np.maximum(np.abs(ext_moves), 1e-12))
     pre = pnl.sum(axis=1)
     agg = _offset(pre, ccy["pnl_offset"])
     w_i = _worst_index(agg, vol_names)
@@ -285,6 +302,9 @@ class DeribitPMModel(BaseMarginModel):
                              f"must be distinct names from {VOL_NAMES}")
         number(g, "mm_factor", "general", 0.0, 1.0, lo_open=True)
         number(g, "dte_floor_days", "general", 0.0, 365.0, lo_open=True)
+        if g.get("extended_fraction", "range") not in EXTENDED_FRACTIONS:
+            raise InputError("params.general.extended_fraction",
+                             f"must be one of {EXTENDED_FRACTIONS}")
         ext = g.get("extended_moves")
         if not isinstance(ext, list):
             raise InputError("params.general.extended_moves", "must be a list (may be empty)")
@@ -452,9 +472,17 @@ class DeribitPMModel(BaseMarginModel):
             "maintenance_margin_usd": sum(r.maintenance_margin * usd[r.currency]
                                           for r in results),
             "settled_positions": settled,
-            "extended_table": ("our reading: loss beyond the worst standard-edge value; "
-                               "Deribit's dampener is unpublished"),
+            "extended_table": EXTENDED_ASSUMPTION[str(general.get("extended_fraction",
+                                                                  "range"))],
+            "assumptions": [EXTENDED_ASSUMPTION[str(general.get("extended_fraction",
+                                                                "range"))]] if ext_moves else [],
         }
+        ext_usd = sum(r.extended_loss * usd[r.currency] for r in results)
+        im_usd = details["initial_margin_usd"]
+        if im_usd > 0 and ext_usd > UNVERIFIED_WARN * im_usd:
+            details["warnings"] = [
+                f"deribit-pm: {ext_usd / im_usd:.0%} of this margin is the extended table, an "
+                "unpublished rule read by us: Deribit's own figure may be far from it"]
         if matrices:
             binding = max(range(len(matrices)), key=lambda i: worst[i].loss)
             details["risk_matrix"] = matrices[binding]
