@@ -71,6 +71,7 @@ def crash(client: TestClient, c: Container, op: dict[str, str], clock: Clock, da
     snap = market_to_dict(demo_market())
     r = client.post("/market", json={"snapshot": snap}, headers=op)
     assert r.status_code == 202
+    wait(c, r.json()["seq"])  # accounts are checked against the market the engine holds
     for k in range(3):
         r = client.post("/accounts", json={"account_id": f"a{k}", "positions": {
             "BTC_USDC-PERPETUAL": 1.0 + k}, "collateral": {"USDC": 1e6}}, headers=op)
