@@ -27,6 +27,10 @@ class InputError(MarginproofError, ValueError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # pickled across the worker pools: rebuild from both fields, not from ``args``
+        return (type(self), (self.field, self.message))
+
 
 class UnsupportedInstrumentError(InputError):
     """A model or preset was asked to margin an instrument it does not cover."""

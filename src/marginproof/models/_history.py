@@ -108,7 +108,10 @@ def var_es_columns(losses: FloatArray, conf_var: float, conf_es: float
     need = min(n, max(m + 1, n - lo))  # ranks (from the top) the two measures read
     top = np.partition(a, n - need, axis=0)[n - need:] if need < n else a
     top = -np.sort(-top, axis=0)  # descending, shape (need, n_cols)
-    total = top[:m].sum(axis=0)
+    # each column summed along a contiguous row (numpy's pairwise summation), so a column's
+    # ES does not depend on how many other columns share the call (batch partitions equal
+    # the plain run bit for bit; summing down axis 0 would switch order with n_columns)
+    total = np.ascontiguousarray(top[:m].T).sum(axis=1)
     if frac > 0.0:
         total = total + frac * top[m]
     es = total / k

@@ -26,3 +26,6 @@ class VerificationError(MarginproofError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+    def __reduce__(self) -> tuple[type[VerificationError], tuple[str, str]]:
+        return (type(self), (self.code, self.message))

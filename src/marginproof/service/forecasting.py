@@ -133,7 +133,7 @@ async def run_forecast(container: Any, inp: AccountInputs, config: Mapping[str, 
     if pool is not None and hasattr(pool, "run"):
         from marginproof.io.formats import market_to_dict
 
-        if hasattr(pool, "add_lane") and "forecast" not in getattr(pool, "lanes", {}):
+        if hasattr(pool, "add_lane") and "forecast" not in pool.lanes():
             with contextlib.suppress(Exception):
                 from marginproof.service.workers import LaneQuota
 

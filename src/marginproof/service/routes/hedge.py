@@ -33,7 +33,7 @@ from marginproof.errors import InputError, MarginproofError
 from marginproof.io.formats import market_to_dict
 from marginproof.service.deps import ContainerDep, PrincipalDep, check_account
 from marginproof.service.routes.whatif import whatif_inputs
-from marginproof.service.schemas import TradeIn, WhatIfIn
+from marginproof.service.schemas import Collateral, Positions, TradeIn, WhatIfIn
 
 router = APIRouter(tags=["hedge"])
 MAX_TIME_LIMIT_S = 30.0
@@ -78,10 +78,10 @@ class HedgeWhatIfIn(HedgeOptions):
     """Hedge a hypothetical book (the what-if body: positions, or an account plus trades)."""
 
     account_id: str | None = Field(default=None, min_length=1, max_length=128)
-    positions: dict[str, float] = Field(default_factory=dict, max_length=500)
+    positions: Positions = Field(default_factory=dict, max_length=500)
     trades: list[TradeIn] = Field(default_factory=list, max_length=100)
-    collateral: dict[str, float] = Field(default_factory=dict, max_length=50,
-                                         description="for equity targets of a hypothetical book")
+    collateral: Collateral = Field(default_factory=dict, max_length=50,
+                                   description="for equity targets of a hypothetical book")
 
 
 # -- the job (runs in the worker) ---------------------------------------------------------
