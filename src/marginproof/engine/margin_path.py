@@ -36,6 +36,7 @@ unpriceable position), whatever the stages before it proposed.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -139,7 +140,7 @@ class MarginPathStage(Protocol):
         """Inverse of :meth:`state_arrays`."""
 
 
-class ColumnarStage:
+class ColumnarStage(ABC):
     """Base for stages whose state is a few float/bool columns indexed by engine row.
 
     Subclasses list their columns in ``columns`` (name -> dtype) and use ``self.col[name]``.
@@ -169,8 +170,9 @@ class ColumnarStage:
         for k in self.columns:
             self.col[k] = np.array(arrays[k], dtype=self.columns[k])
 
+    @abstractmethod
     def apply(self, batch: PathBatch, current: PathResult) -> PathResult:
-        raise NotImplementedError
+        """The stage's figures for ``batch``'s rows, given the figures before it."""
 
 
 class HoldNeverLower(ColumnarStage):
