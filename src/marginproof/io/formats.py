@@ -7,10 +7,12 @@ Documented in ``docs/formats.md``; JSON Schemas in ``schemas/`` are generated fr
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
 from marginproof.config import limits
@@ -127,6 +129,27 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+
+
+def _text_depth(raw: bytes) -> int:
+    """Deepest bracket nesting of a JSON text, brackets inside strings ignored.
+
+    Scanned *before* decoding: the C decoder recurses once per level and only stops at the
+    interpreter's recursion limit, which a library may raise (``py_ecc`` sets 100 000 on import);
+    a deep body then overflows a thread's C stack (a segfault, not a ``RecursionError``).
+    Linear: one regex pass over the strings, one vectorised cumulative sum.
+    """
+    bare = _JSON_STRING.sub(b'""', raw)
+    if not bare:
+        return 0
+    steps = _OPEN[np.frombuffer(bare, dtype=np.uint8)].astype(np.int64)
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def _depth_ok(obj: Any, max_depth: int) -> bool:
     stack = [(obj, 1)]
     while stack:
@@ -152,6 +175,9 @@ def loads_strict(text: str | bytes, what: str = "input",
     in an object (JSON leaves their meaning open: last-wins would silently drop a value) and
     nesting deeper than ``max_depth``. The messages never echo a bad value back.
     """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if _text_depth(raw) > max_depth:
+        raise InputError(what, f"JSON nested deeper than {max_depth} levels")
     try:
         obj = json.loads(text, parse_constant=_reject_constant, parse_float=_float,
                          parse_int=_int, object_pairs_hook=_no_duplicates)

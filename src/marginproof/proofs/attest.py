@@ -26,6 +26,8 @@ import base64
 import binascii
 import hashlib
 import re
+import sys
+from typing import Any
 
 from marginproof.proofs.errors import VerificationError
 
@@ -126,10 +128,26 @@ def p2wpkh_script(program: bytes) -> bytes:
 
 
 # -- Ethereum: EIP-191 personal_sign -----------------------------------------------------------
+def _eth_account() -> tuple[Any, Any]:
+    """``eth_account``'s ``Account`` and ``encode_defunct``, imported without its side effect.
+
+    Importing it imports ``py_ecc``, which raises the interpreter's recursion limit to 100 000
+    for the whole process; deep recursion anywhere (a nested JSON body in a server thread) then
+    overflows the C stack -- a segfault -- instead of raising ``RecursionError``. The limit is
+    put back; ``eth_account``'s signing and recovery do not recurse that deep.
+    """
+    limit = sys.getrecursionlimit()
+    try:
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+    finally:
+        sys.setrecursionlimit(limit)
+    return Account, encode_defunct
+
+
 def verify_eip191(address: str, message: bytes, signature: str, code: str) -> None:
     """Raise unless ``signature`` (0x + 130 hex) by ``address`` signs ``message`` (EIP-191)."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
+    Account, encode_defunct = _eth_account()
 
     if _ETH_ADDR.fullmatch(address) is None:
         raise VerificationError(code, "not an Ethereum address (0x + 40 hex)")
@@ -367,8 +385,7 @@ def sign_bitcoin_message(secret: bytes, message: bytes) -> str:
 
 def sign_eip191(secret: bytes, message: bytes) -> tuple[str, str]:
     """``(address, 0x-signature)`` of an EIP-191 personal_sign by ``secret``."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
+    Account, encode_defunct = _eth_account()
 
     acct = Account.from_key(secret)
     sig = Account.sign_message(encode_defunct(primitive=message), secret).signature
