@@ -56,12 +56,23 @@ def test_apc_command_reports_every_tool() -> None:
 
 def test_calibrate_writes_a_loadable_parameter_file_with_provenance(tmp_path: Path) -> None:
     out = tmp_path / "dyn.toml"
-    r = runner.invoke(app, ["calibrate", "--end", "2023-12-31", "--lambdas", "0.94,0.97",
-                            "--scalings", "1.0,1.1", "--out", str(out), "--json"])
+    r = runner.invoke(app, ["calibrate", "--end", "2022-12-31", "--lambdas", "0.94,0.97",
+                            "--scalings", "1.0,1.1", "--out", str(out), "--json",
+                            # a small, uncached run: the full book set and references take
+                            # many minutes (docs/backtesting.md has the full command)
+                            "--portfolios", "singles,hedged", "--underlyings", "BTC",
+                            "--references", "grid",
+                            "--frontier-models", "none", "--weights", "0.25",
+                            "--fractions", "0.5", "--releases", "0.25", "--floors", "1",
+                            "--start", "2020-01-01", "--cache", str(tmp_path / "cache")])
     assert r.exit_code == 0, r.output
     p = tomllib.loads(out.read_text())
     assert p["fhs"]["lambda"] in (0.94, 0.97) and p["risk"]["scaling"] in (1.0, 1.1)
     prov = p["provenance"]
-    assert prov["calibration_end"] == "2023-12-31" and len(prov["data_sha256"]) == 4
-    assert [f["test_year"] for f in prov["folds"]] == [2021, 2022, 2023]
+    assert "--end 2022-12-31" in prov["command"] and "--start 2020-01-01" in prov["command"]
+    assert prov["data_sha256"] and prov["base_config_params_hash"]
+    assert [f["test_year"] for f in prov["folds"]] == [2021, 2022]
+    assert all(f["test_days"] > 300 and f["train_days"] > 300 for f in prov["folds"])
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["chosen"] == prov["chosen"] and summary["frontier"]
     DynamicModel(load_toml(out))  # the written file is a valid model configuration
