@@ -46,6 +46,8 @@ class Log:
 def crash_log(n_days: int = 6) -> Log:
     log = Log()
     log.tick(100_000.0, T0)
+    # the market guard holds a first print with no reference until time confirms it
+    log.tick(100_000.0, T0 + 10_000)
     for k in range(4):
         log.add(EntryKind.ACCOUNT, {"account_id": f"acc{k}",
                                     "positions": {"BTC_USDC-PERPETUAL": 1.0 + k},
