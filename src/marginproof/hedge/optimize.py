@@ -447,6 +447,12 @@ def suggest_hedge(model: MarginModel, portfolio: Portfolio, market: MarketSnapsh
             solver["surrogate_gap"] = max(0.0, (f_s - lb) / abs(f_s))
         if math.isfinite(lb) and math.isfinite(f) and abs(f) > 0:
             solver["gap_vs_bound"] = max(0.0, (f - lb) / abs(f))
+    # an infeasible programme (a target no trade reaches) has no finite objective or bound:
+    # published as null, never as a non-finite number
+    for key in ("surrogate_objective", "lower_bound"):
+        v = solver.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            solver[key] = None
 
     # decide
     if rhs is None:

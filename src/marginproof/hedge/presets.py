@@ -46,6 +46,7 @@ from marginproof.models.presets.deribit_pm import (
     DeribitPMModel,
     PMPosition,
     delta_usd,
+    extended_pnl,
     position_pnl,
 )
 from marginproof.models.presets.derive_pmrm import (
@@ -81,8 +82,7 @@ def _pm_pnl(p: PMPosition, params: Any) -> tuple[FloatArray, FloatArray]:
     pair = {k: float(v) for k, v in params["pair"][p.underlying].items()}
     pr = pair["price_range"]
     std = position_pnl(p, pr * unit, vol_names, pair, floor)
-    moves = ext if p.kind == "option" else np.clip(ext, -pr, pr)
-    ex = position_pnl(p, moves, ("up",), pair, floor) if ext.size else np.zeros(0)
+    ex = extended_pnl(p, ext, pair, floor, str(g.get("extended_fraction", "range")))
     return std, ex
 
 

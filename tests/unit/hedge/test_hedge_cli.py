@@ -49,6 +49,10 @@ def test_targets_and_a_quotes_file(tmp_path: Path) -> None:
             "im=15000", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
+    # 5 ETH of depth cannot bring the IM to 15,000: the closest trade is shown, and the
+    # infeasible programme's objective is published as null (it was a non-finite number)
+    assert d["status"] == "target_unreachable" and "to deposit" in d["reason"]
+    assert d["solver"]["surrogate_objective"] is None
     assert d["trades"] and d["trades"][0]["instrument"] == "ETH_USDC-PERPETUAL"
     assert abs(d["trades"][0]["quantity"]) <= 5.0  # the book's depth is the size limit
     assert d["trades"][0]["quote_source"] == "q.json"

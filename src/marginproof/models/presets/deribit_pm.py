@@ -180,6 +180,25 @@ def position_pnl(pos: PMPosition, moves: NDArray[np.float64], vol_names: Sequenc
     return np.asarray(pos.quantity * (value - base), dtype=np.float64)
 
 
+def extended_pnl(pos: PMPosition, ext_moves: NDArray[np.float64], pair: Mapping[str, float],
+                 dte_floor_days: float, mode: str = "range") -> NDArray[np.float64]:
+    """P&L of one position at each extended move (vol up), shape (n_ext,): the one definition
+    the preset and the hedge's surrogate share.
+
+    Futures and perpetuals move at most ``price_range``; an option's P&L at move ``m`` is
+    scaled by ``price_range / |m|`` under ``mode = "range"`` (our reading of the extended
+    table's "fraction of simulated P&L") and counted in full under ``"full"``.
+    """
+    if ext_moves.size == 0:
+        return np.zeros(0)
+    pr = float(pair["price_range"])
+    moves = ext_moves if pos.kind == "option" else np.clip(ext_moves, -pr, pr)
+    out = position_pnl(pos, moves, ("up",), pair, dte_floor_days)
+    if pos.kind == "option" and mode == "range":
+        out = out * np.minimum(1.0, pr / np.maximum(np.abs(ext_moves), 1e-12))
+    return np.asarray(out, dtype=np.float64)
+
+
 def _offset(vec: NDArray[np.float64], pnl_offset: float) -> NDArray[np.float64]:
     return np.where(vec > 0.0, vec * pnl_offset, vec)
 
@@ -232,10 +251,7 @@ def evaluate_currency(positions: Sequence[PMPosition], currency: str, params: Ma
         pair = pairs[p.underlying]
         pr = pair["price_range"]
         pnl[:, i] = position_pnl(p, pr * unit, vol_names, pair, floor)
-        moves = ext_moves if p.kind == "option" else np.clip(ext_moves, -pr, pr)
-        ext_pnl[:, i] = position_pnl(p, moves, ("up",), pair, floor)
-        if p.kind == "option" and ext_mode == "range":
-            ext_pnl[:, i] *= np.minimum(1.0, pr / np.maximum(np.abs(ext_moves), 1e-12))
+        ext_pnl[:, i] = extended_pnl(p, ext_moves, pair, floor, ext_mode)
     pre = pnl.sum(axis=1)
     agg = _offset(pre, ccy["pnl_offset"])
     w_i = _worst_index(agg, vol_names)
