@@ -232,6 +232,11 @@ class RiskFactorState:
         object.__setattr__(self, "vols", MappingProxyType(dict(sorted(self.vols.items()))))
         object.__setattr__(self, "depth", MappingProxyType(dict(sorted(self.depth.items()))))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # the read-only mappings do not pickle; the state crosses to the what-if workers
+        return (RiskFactorState, (self.valuation_ms, self.sample_ms, self.lam, dict(self.vols),
+                                  self.draw_seq, self.draw_seed, dict(self.depth)))
+
     def sigma(self, underlying: str) -> float | None:
         v = self.vols.get(underlying)
         return None if v is None else v.sigma_daily

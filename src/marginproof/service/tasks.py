@@ -21,7 +21,7 @@ from marginproof.market.snapshot import MarketSnapshot
 MarketState = tuple[tuple[str, Any], ...]
 
 _MARKETS: OrderedDict[str, MarketSnapshot] = OrderedDict()
-_MODELS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_MODELS: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
 
 def market_state(m: MarketSnapshot) -> MarketState:
@@ -59,6 +59,19 @@ def _cached_market(key: str, state: MarketState) -> MarketSnapshot:
     return m
 
 
+def _bound_model(model: Any, name: str, params_hash: str, factors: Any) -> Any:
+    """``model`` bound to the live factor state (cached by the state's digest: binding shares
+    the history, but the live scenario sets are built once per state)."""
+    key = (name, params_hash, "factors:" + str(factors.digest()))
+    view = _MODELS.get(key)
+    if view is None:
+        view = model.with_factors(factors)
+        _MODELS[key] = view
+        while len(_MODELS) > 16:
+            _MODELS.popitem(last=False)
+    return view
+
+
 def _cached_model(name: str, params: dict[str, Any] | None, params_hash: str) -> Any:
     from marginproof.models.registry import get_model, model_class
 
@@ -87,6 +100,9 @@ class WhatIfTask:
     preset_inputs: dict[str, Any]
     detail: bool = False
     view: str = "api"  # "api": the POST /whatif body; "console": the console's explanation
+    # the engines' live risk-factor state (``RiskFactorState``) the model in force is bound to;
+    # None: the model as its parameters define it (history only)
+    factors: Any = None
 
 
 def run_whatif(task: WhatIfTask) -> dict[str, Any]:
@@ -102,12 +118,14 @@ def run_whatif(task: WhatIfTask) -> dict[str, Any]:
 
 
 def _whatif(task: WhatIfTask) -> dict[str, Any]:
-    from marginproof.instruments.collateral import value_collateral
+    from marginproof.instruments.equity import account_equity
     from marginproof.instruments.portfolio import Portfolio
     from marginproof.instruments.resolved import resolve
 
     market = _cached_market(task.market_key, task.market)
     model = _cached_model(task.model, task.params, task.params_hash)
+    if task.factors is not None:
+        model = _bound_model(model, task.model, task.params_hash, task.factors)
 
     def book(positions: dict[str, float]) -> Portfolio:
         p = Portfolio.of(positions)
@@ -143,16 +161,10 @@ def _whatif(task: WhatIfTask) -> dict[str, Any]:
                     "maintenance_margin": float(result.maintenance_margin)}
     out["delta_initial_margin"] = float(result.initial_margin) - float(before_im)
     out["delta_maintenance_margin"] = float(result.maintenance_margin) - float(before_mm)
-    # equity as the engine counts it: collateral after haircuts (debts in full) plus the
-    # value of spot and option positions (futures' P&L settles into collateral)
-    coll = value_collateral(task.collateral, market).total_usd if task.collateral else 0.0
-    pos_value = 0.0
-    for i in range(len(resolved)):
-        if bool(resolved.is_option[i]):
-            pos_value += float(resolved.quantity[i]) * float(resolved.mark_usd[i])
-        elif int(resolved.kind[i]) == 0:  # spot
-            pos_value += float(resolved.quantity[i]) * float(resolved.forward[i])
-    equity = coll + pos_value
+    # equity defined once (instruments.equity): collateral after haircuts, debts in full, plus
+    # the value of spot and option positions (futures' P&L settles into collateral)
+    eq = account_equity(dict(task.collateral), after_book, market)
+    coll, equity = eq.collateral_usd, eq.total_usd
     out["collateral_value_usd"] = coll
     out["equity_usd"] = equity
     if result.currency == "USD":

@@ -153,7 +153,9 @@ async def compute_whatif(body: WhatIfIn, principal: Any, container: Any, view: s
     shipped = body.params is None and name != container.settings.engine_model
     task = WhatIfTask(name, None if shipped else dict(model.params), model.params_hash,
                       key, state, book.before, book.after, book.collateral, book.preset_inputs,
-                      bool(body.detail), view)
+                      bool(body.detail), view,
+                      # the model in force answers on the engines' live factor state
+                      getattr(model, "live_factors", None))
     t0 = time.perf_counter()
     try:
         res = await container.pool.run(LANE, run_whatif, task,
