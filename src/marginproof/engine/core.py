@@ -780,10 +780,11 @@ class MarginEngine:
         for k, col in self.components.items():
             if k not in figs.components:
                 col[idx] = 0.0
-        for r, i in enumerate(idx.tolist()):
-            if figs.failed[r]:
-                self.failures[i] = figs.reasons.get(r, "model error")
-            else:
+        # only rows that fail or failed before change ``failures`` (no loop over every row)
+        for r in np.flatnonzero(figs.failed).tolist():
+            self.failures[int(idx[r])] = figs.reasons.get(r, "model error")
+        if self.failures:
+            for i in idx[~figs.failed].tolist():
                 self.failures.pop(i, None)
         if figs.reasons:
             first = sorted(set(figs.reasons.values()))[:3]
