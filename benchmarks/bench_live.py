@@ -402,6 +402,8 @@ def worker(model_name: str, n: int, n_ticks: int, full: bool, sample: int) -> di
     res["rss_hwm_mib"] = hwm_mib()
     res["engine_rss_mib"] = res["rss_mib"] - res["rss_before_engine_mib"]
     if not full:
+        loop.run_until_complete(path.bus.close())
+        loop.close()
         return res
     t_all, t_one, nbytes = time_floor(floor_inputs(eng))
     t_floor = min(t_all, t_one)
