@@ -47,6 +47,15 @@ TARGETS = [
     ("bench_hedge", "b_target_half_im_s", "hedge (b) reach a target at least cost", "<=", 1.0,
      "s"),
     ("bench_hedge", "c_k3_s", "hedge (c) best trade in <= 3 instruments", "<=", 5.0, "s"),
+    # issue 16: live engine, 100,000 accounts x 5 positions, tick -> margin on the bus
+    ("bench_live", "dynamic_p99_ms", "live tick -> margin p99, dynamic", "<=", 100, "ms"),
+    ("bench_live", "grid_p99_ms", "live tick -> margin p99, grid", "<=", 30, "ms"),
+    ("bench_live", "dynamic_recalibration_ratio_to_batch", "live recalibration / batch "
+     "recompute, dynamic", "<=", 1.0, "x"),
+    ("bench_live", "grid_recalibration_ratio_to_batch", "live recalibration / batch "
+     "recompute, grid", "<=", 1.0, "x"),
+    ("bench_live", "dynamic_rss_gib", "live engine RSS, 100,000 accounts (10,000 with --quick), "
+     "dynamic", "<=", 2.0, "GiB"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -80,6 +89,16 @@ HEADLINES = [
     ("bench_hedge", "cheapest hedge (a), 20 pos x 100 cand x 1,000 scen; ratio: 2-leg brute force",
      "a_im_plus_cost_s", "s", "speedup_vs_bruteforce", None),
     ("bench_hedge", "cheapest hedge (c), at most 3 instruments", "c_k3_s", "s", None, None),
+    ("bench_live", "live tick -> margin p99, dynamic, 1e5 accts x 5 pos (1e4 with --quick); "
+     "last column: fraction of the gather floor", "dynamic_p99_ms", "ms", None,
+     "dynamic_fraction_of_floor"),
+    ("bench_live", "live tick -> margin p99, grid, 1e5 accts x 5 pos (1e4 with --quick); "
+     "last column: fraction of the gather floor", "grid_p99_ms", "ms", None,
+     "grid_fraction_of_floor"),
+    ("bench_live", "live recalibration (new vol, new sets, all re-margined), dynamic",
+     "dynamic_recalibration_s", "s", None, None),
+    ("bench_live", "live engine RSS, 1e5 accounts (1e4 with --quick), dynamic",
+     "dynamic_rss_gib", "GiB", None, None),
 ]
 
 

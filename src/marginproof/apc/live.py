@@ -272,6 +272,9 @@ def _pow_on_distinct(base: float, hours: FloatArray) -> FloatArray:
     """``base ** hours`` elementwise with :func:`math.pow` on the distinct values (exact twin)."""
     if base == 1.0 or hours.size == 0:
         return np.ones(hours.shape[0])
+    h0 = float(hours[0])
+    if bool(np.all(hours == h0)):  # the usual tick: every account last stepped together
+        return np.full(hours.shape[0], _pow(base, h0))
     uniq, inv = np.unique(hours, return_inverse=True)
     vals = np.array([_pow(base, float(h)) for h in uniq.tolist()])
     return np.asarray(vals[inv.reshape(-1)], dtype=np.float64)

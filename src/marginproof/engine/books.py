@@ -236,7 +236,10 @@ class AccountBooks:
         parts = [self.holders(und), self.collateral_holders(und)]
         if parts[1].size == 0:
             return np.sort(parts[0])
-        return np.unique(np.concatenate(parts))
+        mask = np.zeros(len(self.acc_ids), bool)  # sorted union without sorting (np.unique)
+        mask[parts[0]] = True
+        mask[parts[1]] = True
+        return np.flatnonzero(mask).astype(np.int64)
 
     def account_underlyings(self, i: int) -> tuple[str, ...]:
         """Sorted underlyings of account ``i``'s non-zero positions."""

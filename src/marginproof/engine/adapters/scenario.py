@@ -72,6 +72,9 @@ class ScenarioAdapter(LiveAdapter):
         self._combos: dict[tuple[Any, ...], _Combo] = {}
         self._cols: dict[tuple[str, str], tuple[tuple[int, int], int, FloatArray]] = {}
         self._csr: dict[int, tuple[int, IntArray, IntArray, IntArray, FloatArray]] = {}
+        self._ent: dict[tuple[str, ...], tuple[tuple[Any, ...], IntArray,
+                                               tuple[IntArray, IntArray, FloatArray,
+                                                     IntArray]]] = {}
         self._labels: dict[str, tuple[str, ...]] = {}
         self._funding: dict[tuple[str, str], Any] = {}
         self._configure(model)
@@ -190,7 +193,27 @@ class ScenarioAdapter(LiveAdapter):
     # -- CSR of accounts -----------------------------------------------------------------------
     def _entries(self, ctx: LiveContext, rows: IntArray, c: _Combo, offsets: dict[str, int]
                  ) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
-        """Holdings of ``rows`` (all in combo ``c``): (row pos, table row, qty, underlying k)."""
+        """Holdings of ``rows`` (all in combo ``c``): (row pos, table row, qty, underlying k).
+
+        Cached per combo while the books are unchanged (``AccountBooks.version``) and the same
+        rows are asked for: a price tick re-margins the same accounts on the same positions
+        (the arrays are returned read-only)."""
+        books = ctx.books
+        hit = self._ent.get(c.underlyings)
+        if (hit is not None and hit[0] == (books.version, len(books), tuple(offsets.items()))
+                and hit[1].shape == rows.shape and np.array_equal(hit[1], rows)):
+            return hit[2]
+        out = self._entries_of(ctx, rows, c, offsets)
+        for a in out:
+            a.flags.writeable = False
+        if len(self._ent) > 64:
+            self._ent.clear()
+        self._ent[c.underlyings] = ((books.version, len(books), tuple(offsets.items())),
+                                    rows.copy(), out)
+        return out
+
+    def _entries_of(self, ctx: LiveContext, rows: IntArray, c: _Combo, offsets: dict[str, int]
+                    ) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
         books = ctx.books
         pos_of = np.full(len(books), -1, np.int64)
         pos_of[rows] = np.arange(rows.shape[0])
