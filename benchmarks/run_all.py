@@ -47,6 +47,11 @@ TARGETS = [
     ("bench_hedge", "b_target_half_im_s", "hedge (b) reach a target at least cost", "<=", 1.0,
      "s"),
     ("bench_hedge", "c_k3_s", "hedge (c) best trade in <= 3 instruments", "<=", 5.0, "s"),
+    # issue 20: fast CLI, cold process, median of 5, numba disk cache warm
+    ("bench_cli", "help_s", "`marginproof --help`", "<=", 0.3, "s"),
+    ("bench_cli", "margin_grid_s", "`marginproof margin` demo book, grid", "<=", 0.8, "s"),
+    ("bench_cli", "margin_dynamic_s", "`marginproof margin` demo book, dynamic", "<=", 1.5, "s"),
+    ("bench_cli", "compare_s", "`marginproof compare` demo book, every model", "<=", 3.0, "s"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -80,6 +85,14 @@ HEADLINES = [
     ("bench_hedge", "cheapest hedge (a), 20 pos x 100 cand x 1,000 scen; ratio: 2-leg brute force",
      "a_im_plus_cost_s", "s", "speedup_vs_bruteforce", None),
     ("bench_hedge", "cheapest hedge (c), at most 3 instruments", "c_k3_s", "s", None, None),
+    ("bench_cli", "`marginproof --help`, cold process; ratio: to `python -c pass`", "help_s",
+     "s", "help_ratio_to_pass", None),
+    ("bench_cli", "`marginproof margin` demo book, grid; ratio: to `python -c pass`",
+     "margin_grid_s", "s", "margin_grid_ratio_to_pass", None),
+    ("bench_cli", "`marginproof margin` demo book, dynamic; ratio: to `python -c pass`",
+     "margin_dynamic_s", "s", "margin_dynamic_ratio_to_pass", None),
+    ("bench_cli", "`marginproof compare` demo book, every model; ratio: to `python -c pass`",
+     "compare_s", "s", "compare_ratio_to_pass", None),
 ]
 
 
