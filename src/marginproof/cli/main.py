@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 
 import typer
+from typer._click import Context, HelpFormatter
 from typer.core import TyperGroup
 
 
 class _Group(TyperGroup):
     """Lists each command with its whole one-line summary, wrapped (click cuts it with '...')."""
 
-    def format_commands(self, ctx: typer.Context, formatter: typer._click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
             cmd = self.get_command(ctx, name)

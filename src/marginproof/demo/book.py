@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from marginproof.demo import DEMO_DATE  # re-exported: marginproof.demo.book.DEMO_DATE
+from marginproof.demo import DEMO_DATE as DEMO_DATE  # re-exported
 from marginproof.feeds.chains import market_from_chain
 from marginproof.instruments.portfolio import Account, Portfolio
 from marginproof.io import datasets
