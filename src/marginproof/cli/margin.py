@@ -139,12 +139,16 @@ def register(app: typer.Typer) -> None:
         for c in ("model", "ccy", "IM", "MM", "worst scenario"):
             t.add_column(c, justify="right" if c in ("IM", "MM") else "left")
         for row in rows:
-            if "error" in row:
-                t.add_row(row["model"], "", "n/a", "n/a", f"[red]{row['error']}[/]")
-            else:
+            if "error" not in row:
                 t.add_row(row["model"], row["currency"], _fmt(row["initial_margin"]),
                           _fmt(row["maintenance_margin"]), row["worst_scenario"] or "-")
         console.print(t)
+        # a model or preset that cannot margin this book (an instrument it does not list, a mark
+        # it needs) has no figure: it is named below the table with the reason, never a row of n/a
+        for row in rows:
+            if "error" in row:
+                console.print(f"[yellow]{row['model']}[/]: no margin for this book: "
+                              f"{row['error']}", highlight=False, soft_wrap=True)
 
     @app.command()
     @handle_errors
