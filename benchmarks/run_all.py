@@ -56,6 +56,11 @@ TARGETS = [
      "recompute, grid", "<=", 1.0, "x"),
     ("bench_live", "dynamic_rss_gib", "live engine RSS, 100,000 accounts (10,000 with --quick), "
      "dynamic", "<=", 2.0, "GiB"),
+    # issue 20: fast CLI, cold process, median of 5, numba disk cache warm
+    ("bench_cli", "help_s", "`marginproof --help`", "<=", 0.3, "s"),
+    ("bench_cli", "margin_grid_s", "`marginproof margin` demo book, grid", "<=", 0.8, "s"),
+    ("bench_cli", "margin_dynamic_s", "`marginproof margin` demo book, dynamic", "<=", 1.5, "s"),
+    ("bench_cli", "compare_s", "`marginproof compare` demo book, every model", "<=", 3.0, "s"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -99,6 +104,14 @@ HEADLINES = [
      "dynamic_recalibration_s", "s", None, None),
     ("bench_live", "live engine RSS, 1e5 accounts (1e4 with --quick), dynamic",
      "dynamic_rss_gib", "GiB", None, None),
+    ("bench_cli", "`marginproof --help`, cold process; ratio: to `python -c pass`", "help_s",
+     "s", "help_ratio_to_pass", None),
+    ("bench_cli", "`marginproof margin` demo book, grid; ratio: to `python -c pass`",
+     "margin_grid_s", "s", "margin_grid_ratio_to_pass", None),
+    ("bench_cli", "`marginproof margin` demo book, dynamic; ratio: to `python -c pass`",
+     "margin_dynamic_s", "s", "margin_dynamic_ratio_to_pass", None),
+    ("bench_cli", "`marginproof compare` demo book, every model; ratio: to `python -c pass`",
+     "compare_s", "s", "compare_ratio_to_pass", None),
 ]
 
 

@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from marginproof.errors import InputError
 
@@ -127,12 +126,16 @@ def sigma_10y(log_returns: ArrayLike, n_days: int = TEN_YEARS_DAYS) -> float:
 
 def floor_var_long(price: float, sigma: float, conf: float = 0.99) -> float:
     """Floor VaR of one coin long: ``P (1 - exp(-z_conf sigma))``."""
+    from scipy import stats  # on first use: importing the model need not load scipy.stats
+
     z = float(stats.norm.ppf(conf))
     return float(price) * (1.0 - math.exp(-z * float(sigma)))
 
 
 def floor_var_short(price: float, sigma: float, conf: float = 0.99) -> float:
     """Floor VaR of one coin short: ``P (exp(z_conf sigma) - 1)``."""
+    from scipy import stats  # on first use: importing the model need not load scipy.stats
+
     z = float(stats.norm.ppf(conf))
     return float(price) * (math.exp(z * float(sigma)) - 1.0)
 

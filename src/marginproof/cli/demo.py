@@ -10,9 +10,8 @@ from rich import box
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors
-from marginproof.demo.book import DEMO_DATE, demo_account, with_perp_marks_at_index
+from marginproof.demo import DEMO_DATE
 from marginproof.errors import MarginproofError
-from marginproof.models.registry import available_models, get_model, model_class
 
 
 def _k(x: float) -> str:
@@ -76,6 +75,8 @@ def register(app: typer.Typer) -> None:
                                               help="Model in force in the engine stage"),
              ) -> None:
         """Build a book from the shipped Deribit chain and print its margin under each model."""
+        from marginproof.demo.book import demo_account, with_perp_marks_at_index
+        from marginproof.models.registry import available_models, get_model, model_class
         acct, market = demo_account(quote_date)
         market = with_perp_marks_at_index(market)
         console.print(f"[bold]marginproof demo[/]: Deribit BTC chain of {quote_date} "

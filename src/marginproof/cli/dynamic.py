@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -130,12 +130,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _pct(x: Any, digits: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else \
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else \
         f"{100 * float(x):.{digits}f} %"
 
 
 def _ratio(x: Any) -> str:
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.2f}"
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2f}"
 
 
 def print_calibration(res: dict[str, Any]) -> None:
@@ -305,6 +305,8 @@ def _register_rest(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Procyclicality of the base margin and of every APC tool on a spot position."""
+        import numpy as np
+
         from marginproof.apc import apc_report, buffer_static, buffer_with_release
         from marginproof.feeds.history import market_on, shipped_history
         from marginproof.instruments.portfolio import Portfolio

@@ -7,15 +7,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from marginproof.cli.common import console, handle_errors, print_json
-from marginproof.hedge.result import HedgeResult
-from marginproof.io.formats import load_market, load_portfolio
-from marginproof.models.registry import get_model
+
+if TYPE_CHECKING:
+    from marginproof.hedge.result import HedgeResult
 
 
 def _fmt(x: float | None, nd: int = 2) -> str:
@@ -125,6 +125,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The trade that cuts the margin the most for the least cost, verified with the model."""
         from marginproof.hedge.sources import load_config, load_quotes, parse_target, run_hedge
+        from marginproof.io.formats import load_market, load_portfolio
+        from marginproof.models.registry import get_model
 
         acct = load_portfolio(portfolio)
         mkt = load_market(market)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,11 +13,9 @@ from marginproof.cli.common import console, err_console, handle_errors, print_js
 from marginproof.config.limits import all_finite
 from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
-from marginproof.instruments.equity import account_equity
-from marginproof.instruments.portfolio import CollateralPolicy
-from marginproof.io.formats import json_schemas, load_market, load_portfolio
-from marginproof.models.registry import available_models, get_model
-from marginproof.models.result import MarginResult
+
+if TYPE_CHECKING:  # the model stack (numba, pandas, scipy) is imported by the command that runs
+    from marginproof.models.result import MarginResult
 
 PortfolioOpt = Annotated[Path, typer.Option("--portfolio", "-p", help="Portfolio JSON file")]
 MarketOpt = Annotated[Path, typer.Option("--market", "-m", help="Market snapshot JSON file")]
@@ -77,6 +75,10 @@ def register(app: typer.Typer) -> None:
                    help="Collateral haircut file (default configs/collateral.toml)")] = None,
                ) -> None:
         """Margin of a portfolio under one model or preset."""
+        from marginproof.instruments.equity import account_equity
+        from marginproof.instruments.portfolio import CollateralPolicy
+        from marginproof.io.formats import load_market, load_portfolio
+        from marginproof.models.registry import get_model
         acct = load_portfolio(portfolio)
         mkt = load_market(market)
         r = get_model(model, config).margin(acct.portfolio, mkt)
@@ -108,6 +110,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def compare(portfolio: PortfolioOpt, market: MarketOpt, json_out: JsonOpt = False) -> None:
         """IM and MM under every model and preset, with each one's worst scenario."""
+        from marginproof.io.formats import load_market, load_portfolio
+        from marginproof.models.registry import available_models, get_model
         acct = load_portfolio(portfolio)
         mkt = load_market(market)
         rows: list[dict[str, Any]] = []
@@ -135,18 +139,24 @@ def register(app: typer.Typer) -> None:
         for c in ("model", "ccy", "IM", "MM", "worst scenario"):
             t.add_column(c, justify="right" if c in ("IM", "MM") else "left")
         for row in rows:
-            if "error" in row:
-                t.add_row(row["model"], "", "n/a", "n/a", f"[red]{row['error']}[/]")
-            else:
+            if "error" not in row:
                 t.add_row(row["model"], row["currency"], _fmt(row["initial_margin"]),
                           _fmt(row["maintenance_margin"]), row["worst_scenario"] or "-")
         console.print(t)
+        # a model or preset that cannot margin this book (an instrument it does not list, a mark
+        # it needs) has no figure: it is named below the table with the reason, never a row of n/a
+        for row in rows:
+            if "error" in row:
+                console.print(f"[yellow]{row['model']}[/]: no margin for this book: "
+                              f"{row['error']}", highlight=False, soft_wrap=True)
 
     @app.command()
     @handle_errors
     def explain(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
                 config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         """Why the margin is what it is: components, binding scenario, risk matrix."""
+        from marginproof.io.formats import load_market, load_portfolio
+        from marginproof.models.registry import get_model
         acct = load_portfolio(portfolio)
         mkt = load_market(market)
         r = get_model(model, config).margin(acct.portfolio, mkt)
@@ -187,6 +197,7 @@ def register(app: typer.Typer) -> None:
     def schema(out: Annotated[Path, typer.Option(help="Directory to write to")] = Path("schemas"),
                ) -> None:
         """Write the JSON Schemas of the portfolio and market formats."""
+        from marginproof.io.formats import json_schemas
         out.mkdir(parents=True, exist_ok=True)
         for fname, sch in json_schemas().items():
             (out / fname).write_text(json.dumps(sch, indent=2) + "\n")
@@ -195,5 +206,6 @@ def register(app: typer.Typer) -> None:
     @app.command(name="models")
     def list_models() -> None:
         """List the registered models and presets."""
+        from marginproof.models.registry import available_models
         for name in available_models():
             console.print(name)

@@ -23,36 +23,9 @@ from marginproof.cli.common import err_console, handle_errors, print_json
 from marginproof.errors import InputError
 from marginproof.proofs import merklelog
 from marginproof.proofs.encoding import parse_canonical, parse_hex, parse_strict, parse_uint
-from marginproof.proofs.epoch import compute_epoch, replay_epoch
 from marginproof.proofs.errors import VerificationError
-from marginproof.proofs.inclusion import load_proof_bytes
-from marginproof.proofs.inputlog import find_cut, log_root, make_sth, replay_entries, verify_sth
-from marginproof.proofs.privacy import verify_bundle
-from marginproof.proofs.records import (
-    audit_epoch_log,
-    parse_record,
-    record_in_log,
-    sign_record,
-    signed_record_hash,
-    verify_record,
-)
 from marginproof.proofs.reserves import reserves_hash, verify_reserves
 from marginproof.proofs.signing import key_id
-from marginproof.proofs.verify import summary, verify_account
-from marginproof.storage.proofstore import (
-    InputLogWriter,
-    ProcessHasher,
-    ProcessMapper,
-    ProofStore,
-    default_params,
-    engine_info,
-    load_epoch_secret,
-    load_tree,
-    new_epoch_secret,
-    proof_for_account,
-    published_keys,
-    read_bytes,
-)
 
 EXIT_REJECT = 1
 T = TypeVar("T")
@@ -118,6 +91,7 @@ def trusted_keys(key: str | None, keys_file: Path | None, trust: str | None,
     (``--keys``) from a genesis entry that must be signed by KEYID. Without either, the command
     refuses (exit 2) unless ``--no-trust-anchor`` is given.
     """
+    from marginproof.storage.proofstore import published_keys, read_bytes
     if key:
         raw = parse_hex(key, "--key", 32)
         return Trusted({key_id(raw): raw}, True)
@@ -162,6 +136,18 @@ def register(app: typer.Typer) -> None:
         On an empty directory the input log is seeded with the example (shipped demo chain and
         generated accounts); an example log gets the next epoch's inputs appended automatically.
         """
+        from marginproof.proofs.epoch import compute_epoch
+        from marginproof.proofs.inputlog import make_sth
+        from marginproof.proofs.records import sign_record, signed_record_hash
+        from marginproof.storage.proofstore import (
+            InputLogWriter,
+            ProcessHasher,
+            ProcessMapper,
+            ProofStore,
+            default_params,
+            engine_info,
+            new_epoch_secret,
+        )
         store = ProofStore(out)
         keys = store.operator_keys(create=True)
         anchor_file = store.root / "operator" / "genesis_key_id"
@@ -245,6 +231,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="File")] = None,
     ) -> None:
         """Export one account's proof (what the service serves to the account's owner)."""
+        from marginproof.storage.proofstore import ProofStore, proof_for_account
         p = proof_for_account(ProofStore(directory).epoch_dir(epoch), account)
         data = p.public().to_binary() if binary else p.to_json() + b"\n"
         if output is None:
@@ -275,6 +262,10 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Check one account's inclusion proof offline (exit 0 valid, 1 invalid)."""
+        from marginproof.proofs.inclusion import load_proof_bytes
+        from marginproof.proofs.records import record_in_log, verify_record
+        from marginproof.proofs.verify import verify_account
+        from marginproof.storage.proofstore import ProofStore, read_bytes
         raw = read_bytes(proof)
         expected = {}
         for item in expect or []:
@@ -342,6 +333,9 @@ def register(app: typer.Typer) -> None:
             help="Also audit the (private) input log against every record")] = False,
     ) -> None:
         """Audit the epoch log: signatures, hash chain, tree heads, consistency (exit 0/1)."""
+        from marginproof.proofs.inputlog import find_cut, log_root, replay_entries, verify_sth
+        from marginproof.proofs.records import audit_epoch_log, parse_record
+        from marginproof.storage.proofstore import ProofStore, read_bytes
         store = ProofStore(directory)
         read_bytes(store.epoch_log_path)
         known_raw = [read_bytes(k) for k in known_sth or []]
@@ -395,6 +389,9 @@ def register(app: typer.Typer) -> None:
         no_trust_anchor: NoAnchorOpt = False,
     ) -> None:
         """Public solvency check: commitment tree, root openings, every range proof."""
+        from marginproof.proofs.privacy import verify_bundle
+        from marginproof.proofs.records import verify_record
+        from marginproof.storage.proofstore import read_bytes
         data = read_bytes(bundle)
         raw = read_bytes(record)
         try:
@@ -436,6 +433,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Public solvency check from published files: record, reserves, keys (exit 0 solvent,
         1 rejected or insolvent, 2 usage)."""
+        from marginproof.proofs.records import verify_record
+        from marginproof.storage.proofstore import read_bytes
         raw = read_bytes(record)
         rpath = reserves if reserves is not None else record.parent / "reserves.json"
         try:
@@ -508,6 +507,18 @@ def register(app: typer.Typer) -> None:
         workers: WorkersOpt = 1,
     ) -> None:
         """Auditor: recompute epoch N from the input log; must match the record byte for byte."""
+        from marginproof.proofs.epoch import replay_epoch
+        from marginproof.proofs.records import parse_record, signed_record_hash
+        from marginproof.proofs.verify import summary
+        from marginproof.storage.proofstore import (
+            ProcessHasher,
+            ProcessMapper,
+            ProofStore,
+            engine_info,
+            load_epoch_secret,
+            load_tree,
+            read_bytes,
+        )
         store = ProofStore(directory)
         d = store.epoch_dir(epoch)
         raw_rec = read_bytes(d / "record.json")

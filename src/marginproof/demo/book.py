@@ -11,12 +11,11 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from marginproof.demo import DEMO_DATE as DEMO_DATE  # re-exported
 from marginproof.feeds.chains import market_from_chain
 from marginproof.instruments.portfolio import Account, Portfolio
 from marginproof.io import datasets
 from marginproof.market.snapshot import MarketSnapshot
-
-DEMO_DATE = "2022-04-15"
 
 
 def _pick(chain: pd.DataFrame, expiry_unix: int, right: str, target: float) -> str:

@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from marginproof.instruments.resolved import ResolvedBook
 from marginproof.pricing.black76 import black76_greeks
+
+if TYPE_CHECKING:  # pandas is imported by the frame methods, not by every margin call
+    import pandas as pd
 
 TENOR_BUCKETS: tuple[tuple[str, float], ...] = (
     ("<=7d", 7.0), ("7d-30d", 30.0), ("30d-90d", 90.0), ("90d-365d", 365.0), (">365d", np.inf),
@@ -71,6 +73,8 @@ class PortfolioGreeks:
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (underlying, expiry_bucket)."""
+        import pandas as pd
+
         return pd.DataFrame([r.__dict__ for r in self.rows])
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +230,8 @@ class MarginResult:
 
     def to_frame(self) -> pd.DataFrame:
         """Per-position table: name, contribution, P&L in the worst scenario."""
+        import pandas as pd
+
         ws = self.worst_scenario
         worst = (self.scenario_pnl[ws.index] if ws is not None and len(self.scenario_labels)
                  else np.full(len(self.position_names), np.nan))
@@ -237,6 +243,8 @@ class MarginResult:
 
     def scenarios_frame(self) -> pd.DataFrame:
         """Scenario P&L table, shape (n_scenarios, n_positions), labelled."""
+        import pandas as pd
+
         return pd.DataFrame(self.scenario_pnl, index=list(self.scenario_labels),
                             columns=list(self.position_names))
 

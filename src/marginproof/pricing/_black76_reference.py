@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-from scipy.special import ndtr
-
 
 def price(f: float, k: float, t: float, s: float, call: bool, d: float = 1.0) -> float:
     """Black-76 price of one option (edge rules of the exchange-presets spec)."""
+    from scipy.special import ndtr  # on first use: the CLI's margin path need not load scipy
+
     sd = s * math.sqrt(t) if t > 0 else 0.0
     if k <= 0:
         return d * f if call else 0.0
@@ -33,6 +33,8 @@ def greeks(
     f: float, k: float, t: float, s: float, call: bool, d: float = 1.0, r: float = 0.0
 ) -> tuple[float, float, float, float, float, float, float]:
     """(price, delta, gamma, vega, theta/yr, vanna, volga) of one option, raw units."""
+    from scipy.special import ndtr
+
     p = price(f, k, t, s, call, d)
     sqt = math.sqrt(t) if t > 0 else 0.0
     sd = s * sqt

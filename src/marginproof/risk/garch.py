@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from marginproof.errors import InputError
 
@@ -67,6 +66,8 @@ class GarchFit:
 
     def standardised_quantile(self, p: float | FloatArray) -> float | FloatArray:
         """Quantile of arch's unit-variance t: ``t_nu^-1(p) sqrt((nu - 2) / nu)``."""
+        from scipy import stats  # on first use: importing the models need not load it
+
         q = stats.t.ppf(p, self.nu) * math.sqrt((self.nu - 2.0) / self.nu)
         return float(q) if np.ndim(q) == 0 else np.asarray(q, dtype=np.float64)
 

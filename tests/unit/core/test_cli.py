@@ -108,3 +108,37 @@ def test_demo_engine_stage_refuses_an_unknown_model(tmp_path: Path) -> None:
     r = _run("demo", "--accounts", "10", "--db", str(tmp_path / "d.sqlite"),
              "--engine-model", "nope")
     assert r.exit_code == 2 and "unknown model" in r.stderr
+
+
+def test_compare_table_has_no_n_a_and_names_uncovered_models_below() -> None:
+    r = _run("compare", "-p", str(EX / "portfolio_demo.json"), "-m", MKT)
+    assert r.exit_code == 0, r.output
+    assert "n/a" not in r.stdout
+    assert "grid" in r.stdout and "USD" in r.stdout
+    # the Derive presets do not list BTC_USDT spot: named with the reason, not a row of n/a
+    assert "derive-srm: no margin for this book:" in r.stdout
+
+
+def test_models_lists_every_name_other_commands_accept() -> None:
+    from marginproof.models.registry import available_models
+
+    r = _run("models")
+    assert r.exit_code == 0, r.output
+    assert set(available_models()) <= set(r.stdout.split())
+
+
+def test_json_is_a_flag_not_an_option_with_a_value() -> None:
+    r = _run("margin", "--help")
+    assert r.exit_code == 0 and "--json" in r.stdout and "<bool>" not in r.stdout
+    r = _run("margin", "-p", str(EX / "portfolio_demo.json"), "-m", MKT, "--json")
+    assert r.exit_code == 0, r.output
+    json.loads(r.stdout)
+
+
+def test_help_lists_every_command_without_cutting_its_summary() -> None:
+    r = _run("--help")
+    assert r.exit_code == 0, r.output
+    commands = r.stdout.split("Commands:", 1)[1]
+    assert "..." not in commands
+    for name in ("margin", "compare", "models", "prove", "serve", "backtest"):
+        assert f"  {name} " in commands
