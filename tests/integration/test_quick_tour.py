@@ -102,7 +102,7 @@ def _serve(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 # one test per command, in README order (later ones read what earlier ones wrote); calibrate
 # and the year-long backtest take minutes each on a loaded 2-core machine
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("cmd", tour_commands())
 def test_quick_tour_command_runs_as_printed(cmd: str, tour_dir: dict[str, object]) -> None:
     cwd = tour_dir["dir"]
@@ -113,7 +113,7 @@ def test_quick_tour_command_runs_as_printed(cmd: str, tour_dir: dict[str, object
     if argv[3] == "serve":
         _serve(argv, cwd, env)
         return
-    r = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
+    r = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=840)
     outputs[cmd] = r.stdout
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert "n/a" not in r.stdout, r.stdout[-3000:]
