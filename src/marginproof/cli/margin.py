@@ -205,7 +205,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command(name="models")
     def list_models() -> None:
-        """List the registered models and presets."""
-        from marginproof.models.registry import available_models
+        """List every model and preset with a one-line description (and the backtest-only
+        variants): every name the other commands accept."""
+        from marginproof.models.registry import BACKTEST_VARIANTS, DESCRIPTIONS, available_models
+        width = max(len(n) for n in (*available_models(), *BACKTEST_VARIANTS))
         for name in available_models():
-            console.print(name)
+            console.print(f"{name:<{width}}  {DESCRIPTIONS.get(name, '')}", highlight=False,
+                          soft_wrap=True)
+        for name, text in BACKTEST_VARIANTS.items():
+            console.print(f"{name:<{width}}  {text}", highlight=False, soft_wrap=True)

@@ -29,7 +29,11 @@ from marginproof.proofs.signing import key_id
 
 EXIT_REJECT = 1
 T = TypeVar("T")
-DirOpt = Annotated[Path, typer.Option("--dir", "--out", help="Proofs directory")]
+# ``--out`` names where a command writes: only ``prove`` writes the proofs directory; the
+# commands that read it take ``--dir`` (``proof`` writes its file to ``-o/--output``)
+DirOpt = Annotated[Path, typer.Option("--dir", help="Proofs directory (read)")]
+OutDirOpt = Annotated[Path, typer.Option("--out", "--dir",
+                                         help="Proofs directory (written)")]
 EpochOpt = Annotated[int, typer.Option("--epoch", min=1, help="Epoch number")]
 WorkersOpt = Annotated[int, typer.Option(help="Processes for hashing and range proofs")]
 
@@ -122,7 +126,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def prove(
         epoch: EpochOpt,
-        out: DirOpt,
+        out: OutDirOpt,
         accounts: Annotated[int, typer.Option(help="Generated accounts (example log)")] = 200,
         model: Annotated[str, typer.Option(help="Margin model (example log)")] = "grid",
         privacy: Annotated[bool, typer.Option(help="Commitments and range proofs")] = True,

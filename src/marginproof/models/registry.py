@@ -25,6 +25,28 @@ _MODELS: dict[str, str] = {
 }
 
 
+#: one line per model, what ``marginproof models`` prints (method pages: docs/models/<name>.md)
+DESCRIPTIONS: dict[str, str] = {
+    "standard": "exchange-style tables: each position margined alone (tiers, option "
+                "formulas)",
+    "grid": "scenario grid (SPAN-like): worst loss over price x vol moves, per underlying",
+    "fhs": "filtered historical simulation: EWMA-rescaled history, VaR/ES of the book",
+    "mc": "Monte Carlo: GARCH-t marginals and a t-copula, ES of the book",
+    "dynamic": "flagship: FHS/MC core + anti-procyclicality + stress floor + liquidity, "
+               "concentration and funding add-ons",
+    "derive-pmrm": "Derive (Lyra) portfolio margin preset: scenario matrix with skew shocks",
+    "derive-srm": "Derive (Lyra v2) standard risk manager preset, per market, in USD",
+    "deribit-pm": "Deribit portfolio margin preset: risk matrix, extended table, delta "
+                  "threshold",
+    "deribit-standard": "Deribit standard margin preset: per-position published formulas",
+}
+#: variants the backtest commands (backtest, compare-models, calibrate frontier) also accept
+BACKTEST_VARIANTS: dict[str, str] = {
+    "ewma-var": "EWMA-filtered parametric VaR (a textbook reference, backtests only)",
+    "dynamic-no-apc": "dynamic without its anti-procyclicality tools (backtests only)",
+}
+
+
 def available_models() -> tuple[str, ...]:
     """Names of every registered model and preset."""
     return tuple(_MODELS)

@@ -43,7 +43,7 @@ from marginproof.calibration.targets import (
 from marginproof.config.params import load_toml
 from marginproof.errors import InputError
 from marginproof.io import datasets
-from marginproof.models.registry import available_models, model_class
+from marginproof.models.registry import BACKTEST_VARIANTS, available_models, model_class
 from marginproof.reports import figures
 from marginproof.reports.history import hourly_path, shipped_daily_path
 from marginproof.reports.html import Report
@@ -58,7 +58,7 @@ from marginproof.stress.episodes import EPISODES, SHOCKS, episode
 from marginproof.stress.replay import hypothetical_shocks, replay
 
 Progress = Callable[[int, int], None]
-EXTRA_MODELS = ("ewma-var", "dynamic-no-apc")
+EXTRA_MODELS = tuple(BACKTEST_VARIANTS)
 NO_APC = {"stressed_weight": 0.0, "floor_10y": False, "static_buffer": 0.0,
           "release_buffer": 0.0}
 UNDERLYINGS = ("BTC", "ETH", "SOL")
