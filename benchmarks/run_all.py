@@ -47,6 +47,13 @@ TARGETS = [
     ("bench_hedge", "b_target_half_im_s", "hedge (b) reach a target at least cost", "<=", 1.0,
      "s"),
     ("bench_hedge", "c_k3_s", "hedge (c) best trade in <= 3 instruments", "<=", 5.0, "s"),
+    # issue 21: margin forecast, 20 positions x 24 hourly steps x 2,000 paths
+    ("bench_forecast", "grid_s", "forecast under grid", "<=", 1.0, "s"),
+    ("bench_forecast", "dynamic_s", "forecast under dynamic", "<=", 5.0, "s"),
+    ("bench_forecast", "grid_proxy_max_err_pct_im", "forecast proxy error under grid, every "
+     "step", "<=", 1.0, "% of IM"),
+    ("bench_forecast", "dynamic_proxy_max_err_pct_im", "forecast proxy error under dynamic, "
+     "every step", "<=", 1.0, "% of IM"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -80,6 +87,17 @@ HEADLINES = [
     ("bench_hedge", "cheapest hedge (a), 20 pos x 100 cand x 1,000 scen; ratio: 2-leg brute force",
      "a_im_plus_cost_s", "s", "speedup_vs_bruteforce", None),
     ("bench_hedge", "cheapest hedge (c), at most 3 instruments", "c_k3_s", "s", None, None),
+    ("bench_forecast", "margin forecast under grid, 20 pos x 24 h x 2,000 paths; ratio: "
+     "model.margin per state (subsample, extrapolated)", "grid_s", "s", "grid_speedup_vs_naive",
+     None),
+    ("bench_forecast", "margin forecast under dynamic, same book", "dynamic_s", "s",
+     "dynamic_speedup_vs_naive", None),
+    ("bench_forecast", "forecast proxy max error vs full revaluation (dynamic)",
+     "dynamic_proxy_max_err_pct_im", "% of IM", None, None),
+    ("bench_forecast", "forecasts per hour per core (grid, Dask 1 worker)",
+     "accounts_per_hour_per_core", "accounts/h", None, None),
+    ("bench_forecast", "Dask forecasts of many accounts, 2 workers vs 1",
+     "dask_speedup_2_vs_1", "x", None, None),
 ]
 
 
