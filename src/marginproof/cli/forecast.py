@@ -132,7 +132,8 @@ def register(app: typer.Typer) -> None:
         start: Annotated[str, typer.Option(help="First origin day (UTC)")] = "2022-01-01",
         end: Annotated[str, typer.Option(help="Last day of the hourly path (UTC)")] =
             "2022-12-31",
-        every: Annotated[int, typer.Option(help="Hours between origins")] = 24 * 7,
+        every: Annotated[int, typer.Option(
+            help="Hours between origins (121: rotates hours and weekdays)")] = 121,
         hour: Annotated[int, typer.Option(help="UTC hour of the first origin")] = 8,
         paths: Annotated[int, typer.Option(help="Simulated paths per forecast")] = 500,
         seed: Annotated[int, typer.Option(help="Seed of the first origin (+1 per origin)")] = 0,
