@@ -61,6 +61,13 @@ TARGETS = [
     ("bench_cli", "margin_grid_s", "`marginproof margin` demo book, grid", "<=", 0.8, "s"),
     ("bench_cli", "margin_dynamic_s", "`marginproof margin` demo book, dynamic", "<=", 1.5, "s"),
     ("bench_cli", "compare_s", "`marginproof compare` demo book, every model", "<=", 3.0, "s"),
+    # issue 21: margin forecast, 20 positions x 24 hourly steps x 2,000 paths
+    ("bench_forecast", "grid_s", "forecast under grid", "<=", 1.0, "s"),
+    ("bench_forecast", "dynamic_s", "forecast under dynamic", "<=", 5.0, "s"),
+    ("bench_forecast", "grid_proxy_max_err_pct_im", "forecast proxy error under grid, every "
+     "step", "<=", 1.0, "% of IM"),
+    ("bench_forecast", "dynamic_proxy_max_err_pct_im", "forecast proxy error under dynamic, "
+     "every step", "<=", 1.0, "% of IM"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -112,6 +119,17 @@ HEADLINES = [
      "margin_dynamic_s", "s", "margin_dynamic_ratio_to_pass", None),
     ("bench_cli", "`marginproof compare` demo book, every model; ratio: to `python -c pass`",
      "compare_s", "s", "compare_ratio_to_pass", None),
+    ("bench_forecast", "margin forecast under grid, 20 pos x 24 h x 2,000 paths; ratio: "
+     "model.margin per state (subsample, extrapolated)", "grid_s", "s", "grid_speedup_vs_naive",
+     None),
+    ("bench_forecast", "margin forecast under dynamic, same book", "dynamic_s", "s",
+     "dynamic_speedup_vs_naive", None),
+    ("bench_forecast", "forecast proxy max error vs full revaluation (dynamic)",
+     "dynamic_proxy_max_err_pct_im", "% of IM", None, None),
+    ("bench_forecast", "forecasts per hour per core (grid, Dask 1 worker)",
+     "accounts_per_hour_per_core", "accounts/h", None, None),
+    ("bench_forecast", "Dask forecasts of many accounts, 2 workers vs 1",
+     "dask_speedup_2_vs_1", "x", None, None),
 ]
 
 

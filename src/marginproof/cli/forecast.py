@@ -122,3 +122,65 @@ def register(app: typer.Typer) -> None:
         render(r)
         for k, v in written.items():
             console.print(f"wrote {k}: {v}")
+
+
+    @app.command("forecast-backtest")
+    @handle_errors
+    def forecast_backtest_cmd(
+        model: Annotated[str, typer.Option("--model", help="Model or preset name")] = "grid",
+        config: Annotated[Path | None, typer.Option("--config", help="Parameter file")] = None,
+        start: Annotated[str, typer.Option(help="First origin day (UTC)")] = "2022-01-01",
+        end: Annotated[str, typer.Option(help="Last day of the hourly path (UTC)")] =
+            "2022-12-31",
+        every: Annotated[int, typer.Option(
+            help="Hours between origins (121: rotates hours and weekdays)")] = 121,
+        hour: Annotated[int, typer.Option(help="UTC hour of the first origin")] = 8,
+        paths: Annotated[int, typer.Option(help="Simulated paths per forecast")] = 500,
+        seed: Annotated[int, typer.Option(help="Seed of the first origin (+1 per origin)")] = 0,
+        threshold: Annotated[float, typer.Option(help="Warning threshold on P(call)")] = 0.05,
+        sets: Annotated[str, typer.Option(help="Portfolio sets, comma-separated")] =
+            "singles,hedged,adversarial,inverse",
+        json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="Directory for the reliability diagram, page and records")] = None,
+    ) -> None:
+        """Backtest the forecast on shipped hourly BTC/ETH history: predicted P(call within
+        24 h) vs realised calls of the backtest portfolios (Brier score, reliability,
+        share of calls warned >= 1 h ahead)."""
+        from marginproof.forecast.backtest import forecast_backtest, origins
+        from marginproof.models.registry import get_model
+        from marginproof.reports.history import hourly_path
+
+        mdl = get_model(model, config)
+        path = hourly_path(("BTC", "ETH"), start, f"{end}T23:00")
+        rows = origins(path, every, 24, first=hour)
+        res = forecast_backtest(mdl, path, rows, tuple(s for s in sets.split(",") if s),
+                                n_paths=paths, seed=seed, warn_threshold=threshold)
+        summ = res.summary()
+        written: dict[str, str] = {}
+        if out is not None:
+            from marginproof.reports.forecast import backtest_page
+
+            png, page = backtest_page(res, out)
+            written = {"png": str(png), "html": str(page)}
+        if json_out:
+            print_json({**summ, "reliability": res.reliability.to_dict(orient="records"),
+                        "files": written})
+            return
+        t = Table(title=f"forecast backtest, {summ['model']}, {summ['n_origins']} origins")
+        t.add_column("measure")
+        t.add_column("value", justify="right")
+        for k in ("n_forecasts", "n_calls", "base_rate", "mean_predicted", "brier",
+                  "brier_base_rate", "brier_skill", "warned_share"):
+            v = summ[k]
+            t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        console.print(t)
+        rt = Table(title="reliability (realised frequency per bin of predicted P(call))")
+        for c in res.reliability.columns:
+            rt.add_column(c, justify="right")
+        for _, row in res.reliability.iterrows():
+            rt.add_row(*(str(row[c]) if c in ("bin", "n") else f"{row[c]:.3f}"
+                         for c in res.reliability.columns))
+        console.print(rt)
+        for k, v in written.items():
+            console.print(f"wrote {k}: {v}")

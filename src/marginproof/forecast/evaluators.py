@@ -45,6 +45,7 @@ from marginproof.forecast.states import (
 from marginproof.instruments.portfolio import Portfolio
 from marginproof.instruments.resolved import ResolvedBook
 from marginproof.market.snapshot import MarketSnapshot
+from marginproof.models._history import aged_book, time_decay_usd
 from marginproof.models.result import position_greeks_usd
 from marginproof.risk.measures import tail_count
 from marginproof.scenarios.revalue import scenario_pnl_usd
@@ -325,6 +326,8 @@ class HistoryEvaluator:
         self.asof = asof_date(market.timestamp)
         c = self.core
         self.args = (c.conf_var, c.conf_es, c.measure_name, c.scaling)
+        # ``[risk] time_decay``: every set revalues options ``mpor_days`` later (``revalue``)
+        self.decay_days = float(c.mpor_days) if bool(getattr(c, "time_decay", False)) else 0.0
         self.mm_fraction = float(model.params["maintenance"]["mm_fraction"])
         unds = tuple(sorted(book.underlyings))
         core_set = c.core_set(book.underlyings, self.asof)
@@ -392,8 +395,14 @@ class HistoryEvaluator:
             kv = kv_all[sl][:, u_of]
             moves = np.exp(s.shocks_r[:, None, u_of] * kr[None, :, :]) - 1.0
             vm = np.exp(s.shocks_v[:, None, u_of] * kv[None, :, :])
-            pnl = scenario_pnl_usd(sb, moves.reshape(s.n, B * sel.size),
-                                   vm.reshape(s.n, B * sel.size), None)
+            if self.decay_days > 0.0:  # HistoryModel.revalue -> revalue_aged
+                pnl = scenario_pnl_usd(aged_book(sb, self.decay_days),
+                                       moves.reshape(s.n, B * sel.size),
+                                       vm.reshape(s.n, B * sel.size), None)
+                pnl = pnl + time_decay_usd(sb, self.decay_days)[None, :]
+            else:
+                pnl = scenario_pnl_usd(sb, moves.reshape(s.n, B * sel.size),
+                                       vm.reshape(s.n, B * sel.size), None)
             pnl = pnl.reshape(s.n, B, sel.size)
             for u in range(self.rev.n_u):
                 out[u, :, sl] = pnl[:, :, u_of == u].sum(axis=2)
@@ -405,6 +414,9 @@ class HistoryEvaluator:
         sel, t = self.rev.options_at(st.t_hours, st.alive)
         if sel.size == 0:
             return None, sel
+        # tabulated at the end of the MPOR (time decay); the decay at the unshocked state is
+        # added exactly (:meth:`_decay`), so P&L = W_aged(shocked) - W_aged(now) + decay
+        t = np.maximum(t - self.decay_days / 365.0, 0.0)
         n_u = self.rev.n_u
         slx, sly = np.log(st.x), np.log(st.y)
         lo_x, hi_x = slx.min(axis=0).copy(), slx.max(axis=0).copy()
@@ -427,8 +439,24 @@ class HistoryEvaluator:
                             L.hx, L.hy, L.max_nodes)
         return lat, sel
 
+    def _decay(self, st: StepStates) -> FloatArray:
+        """Exact time decay over the MPOR of the alive options per state and underlying
+        (forward and vol of the state unchanged), shape (n_states, n_u)."""
+        b = self.book
+        out = np.zeros((st.n_states, self.rev.n_u))
+        sel = np.flatnonzero(st.alive & b.is_option).astype(np.int64)
+        if self.decay_days <= 0.0 or sel.size == 0:
+            return out
+        d = time_decay_usd(stack_book(b, sel, st), self.decay_days).reshape(st.n_states,
+                                                                           sel.size)
+        u_of = b.underlying_idx[sel]
+        for u in range(self.rev.n_u):
+            out[:, u] = d[:, u_of == u].sum(axis=1)
+        return out
+
     def _proxy_tops(self, s: _Set, st: StepStates, lat: Any, coef: FloatArray,
-                    per_und: bool) -> tuple[FloatArray, FloatArray]:
+                    per_und: bool, decay: FloatArray | None = None
+                    ) -> tuple[FloatArray, FloatArray]:
         """Descending largest losses per state, total (n_states, K) and per underlying."""
         n_u = self.rev.n_u
         kr, kv = self._scales(s, st)
@@ -446,10 +474,15 @@ class HistoryEvaluator:
                   np.ascontiguousarray(kv), s.shocks_r[:, :n_g], s.shocks_v[:, :n_g], lyf,
                   np.ascontiguousarray(coef), s.shocks_r, np.expm1(s.shocks_r), top_tot,
                   top_und)
+        if decay is not None:  # the same for every scenario: shifts losses, keeps the order
+            top_tot -= decay.sum(axis=1)[:, None]
+            if per_und:
+                top_und -= decay[:, :, None]
         return top_tot, top_und
 
     def _set_measures(self, name: str, st: StepStates, method: str, lat: Any,
-                      coef: FloatArray) -> dict[str, FloatArray]:
+                      coef: FloatArray, decay: FloatArray | None = None
+                      ) -> dict[str, FloatArray]:
         """``measure`` (``measure_of``), ``per_und`` measures, ``worst`` total loss per state."""
         s = self.sets[name]
         a = self.args
@@ -458,7 +491,7 @@ class HistoryEvaluator:
                                      and self.con.get("enabled", True))
         out: dict[str, FloatArray] = {}
         if method == "proxy":
-            tt, tu = self._proxy_tops(s, st, lat, coef, per_needed)
+            tt, tu = self._proxy_tops(s, st, lat, coef, per_needed, decay)
             if name in ("hist", "hyp"):
                 return {"worst": tt[:, 0]}
             if cross:
@@ -481,10 +514,12 @@ class HistoryEvaluator:
 
     def margins(self, st: StepStates, method: str) -> tuple[FloatArray, FloatArray]:
         lat, coef = None, np.zeros((st.n_states, self.rev.n_u))
+        decay = None
         if method == "proxy":
             lat, _ = self._lattice(st)
             coef = self.rev.linear_coef(st, st.alive)
-        res = {k: self._set_measures(k, st, method, lat, coef) for k in self.sets}
+            decay = self._decay(st)
+        res = {k: self._set_measures(k, st, method, lat, coef, decay) for k in self.sets}
         m_core = res["core"]["measure"]
         if not self.is_dynamic or not len(self.book):
             return m_core, self.mm_fraction * m_core

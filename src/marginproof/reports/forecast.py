@@ -166,3 +166,44 @@ def reliability_figure(bins: pd.DataFrame, path: Path, title: str) -> Path:
     a2.set_yscale("log")
     a2.set_title("forecasts per bin", fontsize=10)
     return _save(fig, path)
+
+
+def backtest_page(res: object, out: Path, name: str = "forecast_backtest") -> tuple[Path, Path]:
+    """Reliability diagram and scores of a forecast backtest
+    (:class:`~marginproof.forecast.backtest.ForecastBacktestResult`): ``<name>.png``,
+    ``<name>.html`` and ``<name>_records.csv`` in ``out``."""
+    from marginproof.forecast.backtest import ForecastBacktestResult
+
+    assert isinstance(res, ForecastBacktestResult)
+    out.mkdir(parents=True, exist_ok=True)
+    s = res.summary()
+    png = reliability_figure(res.reliability, out / f"{name}.png",
+                             f"{s['model']}: predicted vs realised calls, {s['n_forecasts']} "
+                             "forecasts")
+    res.records.to_csv(out / f"{name}_records.csv", index=False)
+    rep = Report(f"Forecast backtest: {s['model']}",
+                 f"origins {s['first_origin']} .. {s['last_origin']} ({s['n_origins']}), "
+                 f"{s['n_paths']} paths, horizon {s['horizon_hours']} h")
+    rep.text(f"{s['n_forecasts']} forecasts (origin x book x collateral level), "
+             f"{s['n_calls']} realised calls (base rate {s['base_rate']:.3f}). Brier score "
+             f"<b>{s['brier']:.4f}</b> (constant base-rate forecast {s['brier_base_rate']:.4f},"
+             f" skill {s['brier_skill']:.3f}); share of realised calls warned at the origin "
+             f"(P >= {s['warn_threshold']:g}, at least 1 h ahead) <b>{s['warned_share']:.3f}"
+             f"</b>; mean first hour in call {s['mean_first_call_hour']:.1f}.")
+    rep.figure(png, "Reliability diagram (95 % Wilson intervals) and forecasts per bin")
+    rep.heading("Reliability")
+    rep.table(res.reliability, "{:,.4g}")
+    by = res.records.groupby("category").agg(n=("p", "size"), predicted=("p", "mean"),
+                                            realised=("called", "mean")).reset_index()
+    rep.heading("By portfolio category")
+    rep.table(by, "{:,.4g}")
+    rep.heading("Method and limits")
+    rep.bullets([f"levels of equity / IM now: {s['levels']}; portfolio sets {s['sets']}",
+                 "one forecast per (origin, book); the levels are read off the same paths "
+                 "(USDC has no haircut)",
+                 "realised: model.margin at every hour on the path's market, equity = equity "
+                 "now + P&L of the held legs; no funding",
+                 "triples are not independent (shared market path, nested levels)",
+                 "method and limits: docs/models/forecast.md"])
+    page = rep.write(out / f"{name}.html")
+    return png, page

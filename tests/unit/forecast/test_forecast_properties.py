@@ -71,6 +71,22 @@ def test_call_probability_is_monotone_in_collateral(c1: float, extra: float, see
     assert np.all(hi.p_call_by <= lo.p_call_by)
     assert np.all(hi.p_liquidation_by <= lo.p_liquidation_by)
     assert np.all(hi.excess_q >= lo.excess_q - 1e-6)
+    # the collateral really enters equity (USDC has no haircut): otherwise the inequalities
+    # above would hold trivially, with hi == lo
+    assert np.allclose(hi.equity_q - lo.equity_q, extra, rtol=1e-9, atol=1e-6)
+
+
+def test_call_probability_falls_strictly_with_collateral() -> None:
+    """Between 'certain call' and 'no call' the probability falls strictly (grid, normal)."""
+    pf = Portfolio.of({"BTC_USDC-PERPETUAL": 10.0})
+    mkt = _btc_market()
+    dyn = gaussian_dynamics(("BTC",), np.array([0.04]))
+    cfg = ForecastConfig(n_paths=2000, seed=5, call_levels=False, method="exact")
+    im0 = GridModel().margin(pf, mkt).initial_margin
+    p = [forecast(GridModel(), pf, mkt, cfg, collateral={"USDC": f * im0},
+                  dynamics=dyn).p_call for f in (0.99, 1.1, 1.3, 1.6, 3.0)]
+    assert p[0] == 1.0 and p[-1] == 0.0
+    assert all(a > b for a, b in zip(p[:-1], p[1:], strict=True)), p
 
 
 @pytest.mark.parametrize("name", ["grid", "fhs", "dynamic"])
