@@ -85,8 +85,11 @@ def account_inputs(container: Any, account_id: str) -> AccountInputs:
     market = container.market()
     if market is None:
         raise HTTPException(409, "no market data yet")
+    # the model in force bound to the engines' live risk-factor state (as the what-if)
+    model = container.live_model() if hasattr(container, "live_model") \
+        else container.engine_model()
     return AccountInputs(account_id, Portfolio.of(positions), collateral, haircuts, market,
-                         container.engine_model(), margin)
+                         model, margin)
 
 
 def forecast_task(model: Any, portfolio: Portfolio, market: Any,
@@ -107,9 +110,10 @@ _MODELS: dict[tuple[str, str], Any] = {}
 def forecast_task_remote(model_name: str, params: Mapping[str, Any],
                          positions: Mapping[str, float], collateral: Mapping[str, float],
                          haircuts: Mapping[str, float], market: Mapping[str, Any],
-                         config: Mapping[str, Any]) -> dict[str, Any]:
+                         config: Mapping[str, Any], factors: Any = None) -> dict[str, Any]:
     """Picklable twin of :func:`forecast_task` for worker processes (plain data in and out;
-    the model is rebuilt once per process and parameter hash, its history cached)."""
+    the model is rebuilt once per process and parameter hash, its history cached, and bound
+    to the engines' live factor state ``factors`` when given)."""
     from marginproof.config.params import params_hash
     from marginproof.io.formats import market_from_dict
     from marginproof.models.registry import model_class
@@ -119,6 +123,8 @@ def forecast_task_remote(model_name: str, params: Mapping[str, Any],
     if mdl is None:
         mdl = model_class(model_name)(dict(params))
         _MODELS[key] = mdl
+    if factors is not None:
+        mdl = mdl.with_factors(factors)
     return forecast_task(mdl, Portfolio.of(dict(positions)), market_from_dict(dict(market)),
                          collateral, haircuts, config)
 
@@ -142,7 +148,8 @@ async def run_forecast(container: Any, inp: AccountInputs, config: Mapping[str, 
         return await pool.run("forecast", forecast_task_remote, m.name, dict(m.params),  # type: ignore[no-any-return]
                               {p.instrument.name: p.quantity for p in inp.portfolio.positions},
                               dict(inp.collateral), dict(inp.haircuts),
-                              market_to_dict(inp.market), dict(config))
+                              market_to_dict(inp.market), dict(config),
+                              getattr(m, "live_factors", None))
     s = settings or ForecastSettings()
     sem = _SEMAPHORES.get(id(container))
     if sem is None:

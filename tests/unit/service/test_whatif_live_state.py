@@ -73,3 +73,25 @@ def test_worker_whatif_equals_the_live_model_not_the_history_model(
     eq = account_equity(dict(COLLATERAL), after, snap)
     assert got["equity_usd"] == pytest.approx(eq.total_usd, rel=1e-12)
     assert got["collateral_value_usd"] == pytest.approx(eq.collateral_usd, rel=1e-12)
+
+
+def test_worker_forecast_starts_from_the_live_model(live_engine: MarginEngine) -> None:
+    """The service's forecast (worker twin) binds the model to the live factor state: its
+    step 0 is the live model's margin of the account, not the history model's."""
+    from marginproof.io.formats import market_to_dict
+    from marginproof.service.forecasting import forecast_task_remote
+
+    eng = live_engine
+    snap = eng.valuation_snapshot()
+    assert snap is not None
+    m = eng.model
+    cfg = {"horizon_hours": 2.0, "step_hours": 1.0, "n_paths": 50, "seed": 7}
+    args = ("dynamic", dict(m.params), dict(BOOK), dict(COLLATERAL), {}, market_to_dict(snap),
+            cfg)
+    got = forecast_task_remote(*args, pickle.loads(pickle.dumps(eng.live_model.live_factors)))
+    plain = forecast_task_remote(*args)
+    pf = Portfolio(Portfolio.of(BOOK).positions, dict(COLLATERAL), {})
+    live = eng.live_model.margin(pf, snap).initial_margin
+    assert got["now"]["initial_margin"] == pytest.approx(live, rel=1e-9)
+    assert plain["now"]["initial_margin"] == pytest.approx(eng.model.margin(pf, snap)
+                                                           .initial_margin, rel=1e-9)
