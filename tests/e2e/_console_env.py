@@ -86,6 +86,10 @@ class ConsoleEnv:
         assert not res.duplicate
         return int(res.seq)
 
+    def run_on_server(self, coro: Any, timeout_s: float = 60.0) -> Any:
+        """Run ``coro`` on the service's event loop (bus, evaluator) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.extra["loop"]).result(timeout_s)
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.should_exit = True
@@ -163,7 +167,13 @@ def start_console(tmp: Path) -> ConsoleEnv:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             ws="auto", lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True,
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())  # tests run coroutines on it (run_on_server)
+        await server.serve()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True,
                               name="uvicorn-e2e")
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -192,6 +202,8 @@ def start_console(tmp: Path) -> ConsoleEnv:
     for a in ACCOUNTS:
         env.wait_margin(a, 1)
     env.extra["seed_seq"] = seed.seq
+    env.extra["app"] = app
+    env.extra["loop"] = loops[0]
     env.extra["accounts_seq"] = last
     return env
 

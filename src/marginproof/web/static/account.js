@@ -1,11 +1,13 @@
 // Account drill-down: margin now, positions, collateral, components, binding scenario, greeks,
-// risk matrix, margin history chart and events; refreshed when the stream brings an update.
+// risk matrix, margin forecast (on request), margin history chart and events; refreshed when the
+// stream brings an update; a margin_warning on the stream raises a badge under the headline.
 
 import { api } from "./api.js";
 import { h, replace, table, fmtUsd, fmtNum, fmtPct, fmtTime, statusBadge, announce } from "./dom.js";
 import { lineChart } from "./charts.js";
 import { bindingPanel, componentsPanel, greeksPanel, riskMatrixPanel } from "./explain.js";
 import { utilisation } from "./dashboard.js";
+import { forecastPanel, fmtProb } from "./forecast.js";
 
 let store = null;
 let accountId = null;
@@ -14,6 +16,7 @@ let detailTimer = null;
 let history = [];
 let detail = null;
 let events = [];
+let warning = null; // the latest margin_warning / margin_warning_cleared of this account
 
 function headline(m) {
   if (!m) return h("p", { id: "acct-margin" }, "No margin computed for this account yet.");
@@ -76,11 +79,50 @@ function positionsPanel() {
       ], Object.entries(detail.collateral).map(([asset, amount]) => ({ asset, amount })), { rowHeader: true })));
 }
 
+function warningText(ev) {
+  const within = ev.horizon_hours ? ` within ${ev.horizon_hours} h` : "";
+  const thr = ev.threshold ? ` (threshold ${fmtProb(ev.threshold)})` : "";
+  return `P(margin call${within}) ${fmtProb(ev.p_call)}${thr}, P(liquidation) ${fmtProb(ev.p_liquidation)}`;
+}
+
+function eventItem(ev) {
+  if (ev.type === "margin_warning" || ev.type === "margin_warning_cleared") {
+    return h("li", { class: `alert ${ev.type === "margin_warning" ? "warn" : "ok"}` },
+      h("strong", {}, ev.type === "margin_warning" ? "margin warning" : "margin warning cleared"),
+      ` at ${fmtTime(ev.evaluated_at_ms)}: ${warningText(ev)}`);
+  }
+  return h("li", { class: `alert ${ev.type === "margin_restored" ? "ok" : ev.type === "liquidation" ? "bad" : "warn"}` },
+    h("strong", {}, ev.type.replace("_", " ")), ` at log seq ${ev.seq}: equity ${fmtUsd(ev.equity)} USD, IM ${fmtUsd(ev.initial_margin)} USD`,
+    ev.binding ? ` — binding ${ev.binding.scenario_label}` : "");
+}
+
 function eventsPanel() {
   return h("section", { class: "card", "aria-labelledby": "acct-ev" }, h("h2", { id: "acct-ev" }, "Events"),
-    events.length ? h("ul", { class: "alerts" }, events.slice(0, 30).map((ev) => h("li", { class: `alert ${ev.type === "margin_restored" ? "ok" : ev.type === "liquidation" ? "bad" : "warn"}` },
-      h("strong", {}, ev.type.replace("_", " ")), ` at log seq ${ev.seq}: equity ${fmtUsd(ev.equity)} USD, IM ${fmtUsd(ev.initial_margin)} USD`,
-      ev.binding ? ` — binding ${ev.binding.scenario_label}` : ""))) : h("p", {}, "No margin calls or liquidation signals."));
+    events.length ? h("ul", { class: "alerts" }, events.slice(0, 30).map(eventItem)) : h("p", {}, "No margin calls or liquidation signals."));
+}
+
+function renderWarning() {
+  const el = slot("acct-warning");
+  if (!el) return;
+  if (!warning || warning.type !== "margin_warning") {
+    replace(el);
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  replace(el, h("span", { class: "badge warn-badge", id: "acct-warning-badge" }, "⚠ Margin warning"),
+    ` ${warningText(warning)}; forecast at ${fmtTime(warning.evaluated_at_ms)} (${warning.model}).`);
+}
+
+// the forecast endpoint reports the evaluator's state: a warning active there shows too
+function onForecast(res) {
+  const st = res.warning_state;
+  if (st && st.active && (!warning || warning.type !== "margin_warning")) {
+    warning = { type: "margin_warning", p_call: st.p_call, p_liquidation: st.p_liquidation,
+                threshold: null, horizon_hours: null,
+                evaluated_at_ms: st.evaluated_at_ms, model: res.model };
+    renderWarning();
+  }
 }
 
 function slot(id) {
@@ -93,11 +135,14 @@ function render() {
   if (!body || !detail) return;
   replace(body,
     h("div", { id: "acct-head" }),
+    h("p", { id: "acct-warning", class: "warning-line", role: "alert", hidden: true }),
     h("p", { class: "toolbar" }, h("a", { class: "button", href: `#whatif/${encodeURIComponent(accountId)}` }, "What-if from this account")),
     h("div", { id: "acct-explain" }),
+    forecastPanel(accountId, onForecast),
     h("div", { id: "acct-hist-wrap" }),
     h("div", { id: "acct-ev-wrap" }));
   renderHead();
+  renderWarning();
   renderExplain();
   renderLive();
 }
@@ -160,6 +205,11 @@ export async function show(arg, s) {
     if (row && !history.some((x) => x.seq === row.seq)) history.push(row);
     events = [...evs.slice().reverse(), ...events];
     if (row) announce(`Margin updated: initial margin ${fmtUsd(row.initial_margin)} USD, status ${row.status.replace("_", " ")}`);
+    const warn = evs.filter((e) => e.type === "margin_warning" || e.type === "margin_warning_cleared");
+    if (warn.length) {
+      warning = warn[warn.length - 1];
+      renderWarning();
+    }
     renderHead();
     renderLive();
     // positions may have changed (fill, transfer): refresh the explanation, at most every 2 s
@@ -187,6 +237,7 @@ export function leave() {
   detail = null;
   history = [];
   events = [];
+  warning = null;
   // nothing of the account stays in the page once the view is left
   document.getElementById("acct-title").textContent = "Account";
   replace(document.getElementById("acct-body"));

@@ -65,6 +65,8 @@ function onStream(msg) {
     store.liveEvents.unshift({ ...ev, received_ms: now });
     if (ev.type === "margin_call" || ev.type === "liquidation") {
       $("alerts-live").textContent = `${ev.type === "margin_call" ? "Margin call" : "Liquidation signal"} on account ${ev.account_id}`;
+    } else if (ev.type === "margin_warning") {
+      $("alerts-live").textContent = `Margin warning on account ${ev.account_id}: probability of a margin call ${(100 * ev.p_call).toFixed(1)} %`;
     } else if (ev.type === "feed_alert") {
       $("alerts-live").textContent = `Feed alert: ${ev.stream} ${ev.problem}`;
     } else if (ev.type === "params_scheduled") {

@@ -120,3 +120,75 @@ export function utilBar(u) {
   fill.classList.add(u === null || u >= 1 ? "hot" : u >= 0.8 ? "warm" : "cool");
   return bar;
 }
+
+function pad2(n) {
+  return String(n).padStart(2, "0");
+}
+
+// Ticks on whole UTC hours (every 1, 2, 3, 4, 6, 12 or 24 h, at most ~8 of them).
+function timeTicks(t0, t1) {
+  const H = 3600e3;
+  const step = [1, 2, 3, 4, 6, 12, 24, 48, 96, 168].map((k) => k * H).find((s) => (t1 - t0) / s <= 8) || 168 * H;
+  const ticks = [];
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
+  return ticks;
+}
+
+// Fan chart against time: shaded quantile bands and median lines.
+// times: ISO strings (or ms); bands: [{name, cls, lo: [...], hi: [...]}] drawn first (outer
+// first); lines: [{name, cls, values: [...]}]; refs: [{y, label, cls}] horizontal reference
+// lines (e.g. zero excess). All arrays are indexed like times.
+export function fanChart({ title, desc, times, bands = [], lines = [], refs = [], legend = [],
+                           width = 720, height = 290, id = null }) {
+  const m = { l: 60, r: 16, t: 14, b: 50 };
+  const ts = times.map((t) => (typeof t === "number" ? t : Date.parse(t)));
+  const ys = [...bands.flatMap((b) => [...b.lo, ...b.hi]), ...lines.flatMap((l) => l.values),
+              ...refs.map((r) => r.y)].filter((y) => Number.isFinite(y));
+  const yt = niceTicks(Math.min(0, ...ys), Math.max(...ys, 1));
+  const y0 = yt[0], y1 = yt[yt.length - 1];
+  const t0 = ts[0], t1 = ts[ts.length - 1];
+  const X = (t) => m.l + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - m.l - m.r);
+  const Y = (y) => height - m.b - ((y - y0) / (y1 - y0 || 1)) * (height - m.t - m.b);
+  const uid = id || `c${Math.random().toString(36).slice(2, 8)}`;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart fan", role: "img",
+                            id, "aria-labelledby": `${uid}t ${uid}d` },
+    svg("title", { id: `${uid}t` }, title),
+    svg("desc", { id: `${uid}d` }, desc));
+  for (const t of yt) {
+    root.append(svg("line", { x1: m.l, x2: width - m.r, y1: Y(t), y2: Y(t), class: "grid" }),
+      svg("text", { x: m.l - 6, y: Y(t) + 4, class: "axis", "text-anchor": "end" }, shortUsd(t)));
+  }
+  const xAxis = svg("g", { class: "x-axis" });
+  let lastDay = null;
+  for (const t of timeTicks(t0, t1)) {
+    const d = new Date(t);
+    const day = `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
+    xAxis.append(svg("line", { x1: X(t), x2: X(t), y1: height - m.b, y2: height - m.b + 4, class: "tick" }),
+      svg("text", { x: X(t), y: height - m.b + 16, class: "axis tick-label", "text-anchor": "middle",
+                    dataset: { t: d.toISOString() } }, `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`));
+    if (day !== lastDay) {
+      xAxis.append(svg("text", { x: X(t), y: height - m.b + 29, class: "axis", "text-anchor": "middle" }, day.slice(5)));
+      lastDay = day;
+    }
+  }
+  root.append(xAxis, svg("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, class: "axis-line" }),
+    svg("text", { x: (m.l + width - m.r) / 2, y: height - 4, class: "axis", "text-anchor": "middle" }, "time (UTC)"));
+  const path = (vals) => vals.map((v, i) => `${i ? "L" : "M"}${X(ts[i]).toFixed(1)},${Y(v).toFixed(1)}`).join("");
+  for (const b of bands) {
+    const back = b.hi.map((v, i) => [i, v]).reverse();
+    const d = `${path(b.lo)}${back.map(([i, v]) => `L${X(ts[i]).toFixed(1)},${Y(v).toFixed(1)}`).join("")}Z`;
+    root.append(svg("path", { d, class: `band ${b.cls}` }, svg("title", {}, b.name)));
+  }
+  for (const r of refs) {
+    root.append(svg("line", { x1: m.l, x2: width - m.r, y1: Y(r.y), y2: Y(r.y), class: `ref ${r.cls || ""}` }),
+      svg("text", { x: width - m.r - 4, y: Y(r.y) - 5, class: `ref-label ${r.cls || ""}`, "text-anchor": "end" }, r.label));
+  }
+  for (const l of lines) {
+    root.append(svg("path", { d: path(l.values), class: `line ${l.cls}` }));
+    root.append(svg("circle", { cx: X(ts[ts.length - 1]), cy: Y(l.values[l.values.length - 1]), r: 3, class: `dot ${l.cls}` },
+      svg("title", {}, `${l.name} at the horizon: ${fmtUsd(l.values[l.values.length - 1])} USD`)));
+  }
+  const leg = h("ul", { class: "legend" }, legend.map((s) =>
+    h("li", {}, h("span", { class: `swatch ${s.cls}`, "aria-hidden": "true" }), s.name)));
+  return h("figure", { class: "chart-wrap" }, root, leg);
+}
