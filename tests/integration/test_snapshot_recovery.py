@@ -55,7 +55,7 @@ def fill(repo: SqlRepository) -> None:
 
 def runner(repo: SqlRepository, every: int = SNAP) -> EngineRunner:
     return EngineRunner(repo, get_model("dynamic"), EngineConfig(), commit_every=7,
-                        snapshot_every=every)
+                        snapshot_every=every, snapshot_replay_s=0.0)
 
 
 def events_digest(repo: SqlRepository) -> str:
@@ -192,7 +192,8 @@ def test_snapshot_of_another_initial_model_is_refused(tmp_path: Path) -> None:
     r = runner(repo)
     r.recover()
     run_to(r, 2 * SNAP + 3)
-    other = EngineRunner(repo, get_model("grid"), EngineConfig(), snapshot_every=0)
+    other = EngineRunner(repo, get_model("grid"), EngineConfig(), snapshot_every=0,
+                         snapshot_replay_s=0.0)
     other.recover()
     assert other.recovered_from == 0
 
@@ -257,3 +258,16 @@ def test_kill_during_snapshot_writing_leaves_a_usable_store(tmp_path: Path) -> N
             assert blob is not None and hashlib.sha256(blob).hexdigest() == s.blob_sha256
             assert len(blob) == s.size_bytes
     repo.close()
+
+
+def test_snapshot_after_a_budget_of_engine_time(tmp_path: Path) -> None:
+    repo = SqliteRepository(tmp_path / "t.sqlite", clock=_clock)
+    repo.migrate()
+    fill(repo)
+    r = EngineRunner(repo, get_model("dynamic"), EngineConfig(), commit_every=7,
+                     snapshot_every=0, snapshot_replay_s=1e-9)
+    r.recover()
+    r.run_until_idle()
+    snaps = repo.snapshots(r.consumer)
+    # written by the time trigger alone (snapshot_every=0), spaced by 20x their write time
+    assert len(snaps) == 2 and snaps[0].seq > snaps[1].seq > 0

@@ -104,6 +104,8 @@ def register(app: typer.Typer) -> None:
                    commit_every: int = typer.Option(256, help="Entries per commit"),
                    snapshot_every: int = typer.Option(100_000, help="Engine snapshot every N "
                                                       "entries (0: never)"),
+                   snapshot_replay_s: float = typer.Option(1.0, help="... and after this many "
+                                                           "seconds of engine time (0: never)"),
                    digest: bool = typer.Option(False, help="Print the margin-history digest"),
                    model: str = MODEL_OPT) -> None:
         """Append an optional replay workload (idempotent), then process the log until idle.
@@ -137,7 +139,8 @@ def register(app: typer.Typer) -> None:
                 repo.append(extra[len(ticks) * per:])
         runner = EngineRunner(repo, get_model(s.engine_model, s.engine_params_file),
                               EngineConfig(), commit_every=commit_every,
-                              snapshot_every=snapshot_every)
+                              snapshot_every=snapshot_every,
+                              snapshot_replay_s=snapshot_replay_s)
         ckpt = runner.recover()
         recovered_from = runner.recovered_from
         n = runner.run_until_idle()

@@ -14,8 +14,9 @@ rebuild), a ``quarantined_entry`` alert is published and committed, and processi
 The decision depends only on the log, so a restart quarantines the same entries. ``/health``
 lists quarantined and refused entries and reports an engine that stopped making progress.
 
-Bounded recovery. Every ``snapshot_every`` entries (at the first commit past each multiple) the
-runner stores a snapshot of its state -- the engine (:mod:`marginproof.engine.snapshot`) and
+Bounded recovery. Every ``snapshot_every`` entries (at the first commit past each multiple), and
+whenever applying entries took ``snapshot_replay_s`` seconds since the last one, the runner
+stores a snapshot of its state -- the engine (:mod:`marginproof.engine.snapshot`) and
 the quarantine set -- with the log's chained hash at its ``seq``, and keeps the newest
 ``snapshot_keep``. :meth:`recover` loads the newest snapshot that is valid -- same format, code
 version, initial model and partitioning, chained hash equal to the log's at its ``seq``, blob
@@ -72,7 +73,7 @@ class EngineRunner:
                  publish: SyncPublish | None = None, metrics: Metrics | None = None,
                  gateway: InputGateway | None = None, prefix: str = "mp",
                  commit_every: int = 256, snapshot_every: int = 100_000,
-                 snapshot_keep: int = 2) -> None:
+                 snapshot_keep: int = 2, snapshot_replay_s: float = 1.0) -> None:
         self.repo = repo
         self.config = config
         self.model0 = model
@@ -97,6 +98,11 @@ class EngineRunner:
         self.listeners: list[Callable[[EngineOutput], None]] = []
         self.snapshot_every = int(snapshot_every)  # 0: never
         self.snapshot_keep = int(snapshot_keep)
+        # also snapshot once applying entries took this long since the last one (0: never),
+        # so a restart replays at most about that much work whatever the entries cost; at
+        # least 20x the last snapshot's own write time apart (bounded overhead)
+        self.snapshot_replay_s = float(snapshot_replay_s)
+        self._apply_s = 0.0  # engine time spent on entries since the last snapshot
         self.snapshot_seq = 0  # seq of the newest snapshot stored or loaded
         self.recovered_from = 0  # seq of the snapshot the last recover() started from
         self.last_snapshot: dict[str, Any] = {}
@@ -131,6 +137,19 @@ class EngineRunner:
         return ckpt
 
     # -- snapshots ------------------------------------------------------------------------------
+    def _snapshot_due(self, last: int) -> bool:
+        """Every ``snapshot_every`` entries, or after ``snapshot_replay_s`` of engine time.
+
+        When snapshots are taken never changes an output (the engine state is the same
+        either way), so the wall-clock trigger keeps replay deterministic."""
+        n = self.snapshot_every
+        if n and last // n > self.snapshot_seq // n:
+            return True
+        if self.snapshot_replay_s <= 0 or last <= self.snapshot_seq:
+            return False
+        write_s = float(self.last_snapshot.get("seconds", 0.0))
+        return self._apply_s >= max(self.snapshot_replay_s, 20.0 * write_s)
+
     def _snapshot_meta(self) -> dict[str, Any]:
         c = self.config
         return {"format": engine_snapshot.FORMAT, "code": marginproof.__version__,
@@ -154,6 +173,7 @@ class EngineRunner:
         self.repo.save_snapshot(self.consumer, seq, chain, params_hash, self._snapshot_meta(),
                                 blob, self.snapshot_keep)
         self.snapshot_seq = seq
+        self._apply_s = 0.0
         self.last_snapshot = {"seq": seq, "bytes": len(blob),
                               "seconds": time.perf_counter() - t0}
         log.info("%s: engine snapshot at %d (%d bytes)", self.consumer, seq, len(blob))
@@ -274,6 +294,7 @@ class EngineRunner:
                     states[acc] = (e.seq, pos, coll)
             self._publish(out)
             t1 = time.perf_counter()
+            self._apply_s += t1 - t0
             self.last_progress = time.monotonic()
             market_changed = market_changed or e.kind in _MARKET_KINDS
             if e.kind is EntryKind.TICK and out.batch is not None and self.gateway is not None:
@@ -298,8 +319,7 @@ class EngineRunner:
         self.repo.commit(self.consumer, last, batches, events, states)
         self._set_committed(last)
         self.last_progress = time.monotonic()
-        if self.snapshot_every and last // self.snapshot_every > \
-                self.snapshot_seq // self.snapshot_every:
+        if self._snapshot_due(last):
             self.save_snapshot()
         if market_changed:
             with self.lock:
