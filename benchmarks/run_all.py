@@ -56,6 +56,9 @@ TARGETS = [
      "recompute, grid", "<=", 1.0, "x"),
     ("bench_live", "dynamic_rss_gib", "live engine RSS, 100,000 accounts (10,000 with --quick), "
      "dynamic", "<=", 2.0, "GiB"),
+    # issue 18 item 7: bounded recovery, restart with an engine snapshot
+    ("bench_recovery", "restart_10m_worst_s", "restart with a snapshot at 10M log entries "
+     "(worst tail; extrapolated, see bench_recovery)", "<=", 5.0, "s"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -99,6 +102,11 @@ HEADLINES = [
      "dynamic_recalibration_s", "s", None, None),
     ("bench_live", "live engine RSS, 1e5 accounts (1e4 with --quick), dynamic",
      "dynamic_rss_gib", "GiB", None, None),
+    ("bench_recovery", "restart with an engine snapshot, worst tail, 10M entries "
+     "(extrapolated); ratio: full replay", "restart_10m_worst_s", "s", "restart_speedup_10m",
+     None),
+    ("bench_recovery", "engine snapshot write (dynamic, 100 accounts)", "snapshot_write_s", "s",
+     None, None),
 ]
 
 
