@@ -68,6 +68,9 @@ TARGETS = [
      "step", "<=", 1.0, "% of IM"),
     ("bench_forecast", "dynamic_proxy_max_err_pct_im", "forecast proxy error under dynamic, "
      "every step", "<=", 1.0, "% of IM"),
+    # issue 18 item 7: bounded recovery, restart with an engine snapshot
+    ("bench_recovery", "restart_10m_worst_s", "restart with a snapshot at 10M log entries "
+     "(worst tail; extrapolated, see bench_recovery)", "<=", 5.0, "s"),
 ]
 QUICK_BY_DEFAULT = {"bench_backtest", "bench_service", "bench_streaming"}
 
@@ -130,6 +133,11 @@ HEADLINES = [
      "accounts_per_hour_per_core", "accounts/h", None, None),
     ("bench_forecast", "Dask forecasts of many accounts, 2 workers vs 1",
      "dask_speedup_2_vs_1", "x", None, None),
+    ("bench_recovery", "restart with an engine snapshot, worst tail, 10M entries "
+     "(extrapolated); ratio: full replay", "restart_10m_worst_s", "s", "restart_speedup_10m",
+     None),
+    ("bench_recovery", "engine snapshot write (dynamic, 100 accounts)", "snapshot_write_s", "s",
+     None, None),
 ]
 
 

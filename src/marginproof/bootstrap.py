@@ -235,7 +235,8 @@ def bootstrap(settings: Settings | None = None, clock_ms: Callable[[], int] | No
         cfg = EngineConfig(quality=quality, n_partitions=s.partitions, partition=p,
                            margin_path=live_margin_path, feedback=feedback)
         r = EngineRunner(repo, _initial_model(s), cfg, None, metrics, gateway, s.bus_prefix,
-                         s.engine_commit_every)
+                         s.engine_commit_every, s.engine_snapshot_every, s.engine_snapshot_keep,
+                         s.engine_snapshot_replay_s)
         gateway.add_waker(r.wake)
         runners.append(r)
     pool = WorkPool(s.work_processes, {"whatif": LaneQuota(s.whatif_concurrency, s.whatif_queue)},

@@ -102,6 +102,10 @@ def register(app: typer.Typer) -> None:
                    accounts: int = typer.Option(0, help="Also append N synthetic accounts"),
                    fills: int = typer.Option(0, help="... and N synthetic fills"),
                    commit_every: int = typer.Option(256, help="Entries per commit"),
+                   snapshot_every: int = typer.Option(100_000, help="Engine snapshot every N "
+                                                      "entries (0: never)"),
+                   snapshot_replay_s: float = typer.Option(1.0, help="... and after this many "
+                                                           "seconds of engine time (0: never)"),
                    digest: bool = typer.Option(False, help="Print the margin-history digest"),
                    model: str = MODEL_OPT) -> None:
         """Append an optional replay workload (idempotent), then process the log until idle.
@@ -134,10 +138,14 @@ def register(app: typer.Typer) -> None:
             if extra[len(ticks) * per:]:
                 repo.append(extra[len(ticks) * per:])
         runner = EngineRunner(repo, get_model(s.engine_model, s.engine_params_file),
-                              EngineConfig(), commit_every=commit_every)
+                              EngineConfig(), commit_every=commit_every,
+                              snapshot_every=snapshot_every,
+                              snapshot_replay_s=snapshot_replay_s)
         ckpt = runner.recover()
+        recovered_from = runner.recovered_from
         n = runner.run_until_idle()
-        out: dict[str, Any] = {"recovered_at": ckpt, "processed": n, "log_seq": repo.last_seq(),
+        out: dict[str, Any] = {"recovered_at": ckpt, "recovered_from_snapshot": recovered_from,
+                               "processed": n, "log_seq": repo.last_seq(),
                                "model": s.engine_model}
         if digest:
             out["history_digest"] = repo.history_digest()

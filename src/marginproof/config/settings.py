@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     ``params`` change with ``engine_model`` set (the governance of ``PUT /parameters``)."""
     engine_params_file: str | None = None
     engine_commit_every: int = Field(default=256, ge=1)
+    engine_snapshot_every: int = Field(default=100_000, ge=0)
+    """Store an engine snapshot every N log entries (0: never); restart replays only the
+    entries after the newest valid one."""
+    engine_snapshot_keep: int = Field(default=2, ge=1)
+    engine_snapshot_replay_s: float = Field(default=1.0, ge=0)
+    """Also snapshot once the engine spent this long on entries since the last snapshot (0:
+    off): bounds the tail a restart replays in time, whatever an entry costs."""
 
     max_tick_delay_ms: int = Field(default=5_000, ge=0)
     max_jump: float = Field(default=0.15, gt=0)

@@ -16,6 +16,7 @@ from marginproof.engine.events import (
     MarginCall,
     MarginRestored,
     ParamsActivated,
+    PositionSettled,
 )
 from marginproof.engine.partition import partition_of
 from marginproof.engine.ticks import Tick
@@ -33,6 +34,7 @@ __all__ = [
     "MarginEngine",
     "MarginRestored",
     "ParamsActivated",
+    "PositionSettled",
     "Tick",
     "partition_of",
 ]

@@ -28,7 +28,13 @@ Entries:
   (``logged_at_ms``); with ``engine_model`` they switch the model in force;
 * **depth** replaces an underlying's order book (liquidity add-on input); **recalibrate**
   draws the scenario sets again (seed derived from the entry) and re-margins everyone;
-* **feed_status** marks an underlying degraded (held, alerted).
+* **feed_status** marks an underlying degraded (held, alerted);
+* **expiry settlement** (no entry of its own: a deterministic step of the entries that move
+  the valuation clock or change a book): when the valuation clock reaches an option's or
+  future's expiry (08:00 UTC, :func:`marginproof.instruments.names.parse_expiry`), every
+  position in it settles into collateral in the instrument's settlement currency at the
+  underlying's index held at that moment and is removed (``position_settled`` events); see
+  :meth:`MarginEngine._settle_expired`.
 
 Equity is collateral valued at the index less haircuts (negative balances count in full) plus
 the USD value of spot and option positions (futures/perps: 0, their P&L settles into
@@ -47,6 +53,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -72,6 +79,7 @@ from marginproof.engine.events import (
     FeedAlert,
     MarginBatch,
     ParamsActivated,
+    PositionSettled,
     Recalibrated,
 )
 from marginproof.engine.margin_path import MarginPath, PathBatch, default_margin_path
@@ -489,6 +497,8 @@ class MarginEngine:
         stepped = self._step_valuation(entry, tick.exchange_ms, events)
         if stepped:
             causes.append("valuation")
+            if self._settle_expired(entry, events):
+                causes.append("settlement")
         u = self.market.underlyings[und]
         sample = self.factors.observe_index(und, tick.exchange_ms, u.index, self._atm_iv(und))
         if sample is not None:
@@ -531,6 +541,7 @@ class MarginEngine:
                                            self.factors.freeze().digest(),
                                            "market snapshot: daily history"))
         self._draw(entry, "market snapshot", events)
+        self._settle_expired(entry, events)
         self._rebind()
         return self._remargin(entry.seq, self._all_rows(), "market", None, events)
 
@@ -577,9 +588,89 @@ class MarginEngine:
         if changed is None:
             return None
         i, touched = changed
+        touched |= self._settle_expired(entry, events, [i])
         self._rebind()
         return self._remargin(entry.seq, np.array([i], np.int64), str(entry.kind),
                               frozenset(touched), events)
+
+    # -- expiry settlement ---------------------------------------------------------------------
+    def _settle_expired(self, entry: LogEntry, events: list[Event],
+                        rows: Sequence[int] | None = None) -> set[str]:
+        """Settle every position (of ``rows``, default all) in an option or future whose
+        expiry the valuation clock has reached; returns the underlyings settled.
+
+        A deterministic step, not a log entry: it runs inside the entries that move the
+        valuation clock (``tick`` stepping it, ``market``) or put a position on a book
+        (``account``, ``fill``, ``transfer``), on state rebuilt only from the log, so replay
+        settles the same positions at the same prices in the same entry.
+
+        * Clock: the engine's valuation clock (market time from the log's market entries and
+          accepted ticks -- the clock the valuation already uses to call an instrument
+          expired), not ``logged_at_ms``: live they differ by the feed delay (a few seconds)
+          plus at most one sampling interval; for replayed history only market time places an
+          expiry within the data.
+        * Settlement price: the underlying's index the engine holds when that clock reaches
+          the expiry (the last accepted index, the stepping tick's included), for an underlying
+          with no index yet the settlement waits for one. Deribit's own delivery price (a
+          30-minute TWAP of the index) is not reproduced.
+        * Payoff, credited to the instrument's settlement currency (coin for inverse products,
+          the quote stable coin for linear ones): an option its intrinsic value,
+          ``qty * size * max(+-(S - K), 0)`` USD (divided by ``S`` for coin-settled ones); a
+          future the P&L from its last mark ``M`` held by the engine (the forward at its
+          expiry, else ``S``, when no mark was quoted) to ``S`` -- the engine values futures at 0
+          in equity because their P&L up to the mark is already in collateral:
+          ``qty * size * (S - M)`` (linear) or ``qty * size * (1/M - 1/S)`` coins (inverse,
+          quantity in USD face).
+        """
+        t = self.factors.valuation_ms
+        b = self.books
+        if t <= 0 or not b.books:
+            return set()
+        done: set[str] = set()
+        only = None if rows is None else set(rows)
+        for und in sorted(b.books):
+            book = b.books[und]
+            u = self.market.underlyings.get(und)
+            if u is None or not book.names or not book.n_rows:
+                continue
+            due = [n for n in book.names if _expiry_ms(n) <= t]
+            if not due:
+                continue
+            q, _ = book.csr()
+            held = np.asarray(abs(q).sum(axis=0)).ravel() > 0.0
+            s = float(u.index)
+            for name in due:
+                if not held[book.cols[name]]:
+                    continue
+                inst = instrument(name)
+                e_ms = _expiry_ms(name)
+                ref = s
+                if not inst.is_option:
+                    ref = float(u.marks.get(name, u.forwards.get(e_ms, s)))
+                for acc in book.accounts.tolist():
+                    if only is not None and acc not in only:
+                        continue
+                    qty = b.positions[acc].get(name, 0.0)
+                    if qty == 0.0:
+                        continue
+                    units = qty * inst.contract_size
+                    if inst.is_option:
+                        k = float(inst.strike or 0.0)
+                        usd = units * max((s - k) if inst.is_call else (k - s), 0.0)
+                        cash = usd / s if inst.is_inverse else usd
+                    elif inst.is_inverse:
+                        cash = units * (1.0 / ref - 1.0 / s)
+                    else:
+                        cash = units * (s - ref)
+                    ccy = inst.settlement_currency
+                    b.set_position(acc, name, 0.0)
+                    if cash != 0.0:
+                        b.set_collateral(acc, ccy, b.collateral[acc].get(ccy, 0.0) + cash)
+                    events.append(PositionSettled(entry.seq, self.config.partition,
+                                                  b.acc_ids[acc], name, float(qty), e_ms, s,
+                                                  ref, ccy, float(cash)))
+                    done.add(und)
+        return done
 
     def _change_book(self, entry: LogEntry) -> tuple[int, set[str]] | None:
         """Apply an account-kind entry to the books: ``(row, underlyings touched)``, or None
@@ -674,6 +765,8 @@ class MarginEngine:
             if changed is not None:
                 rows.add(changed[0])
                 touched |= changed[1]
+        if rows:
+            touched |= self._settle_expired(entries[-1], events, sorted(rows))
         batch: MarginBatch | None = None
         if rows:
             self._rebind()
@@ -885,6 +978,16 @@ class MarginEngine:
             "model": self.model.name, "params_hash": self.model.params_hash,
             "factor_state_hash": self.factor_state_hash,
         }
+
+
+_NO_EXPIRY = 2**62
+
+
+@lru_cache(maxsize=65536)
+def _expiry_ms(name: str) -> int:
+    """Expiry of an instrument in ms (a huge number for spot and perpetuals)."""
+    e = instrument(name).expiry
+    return _NO_EXPIRY if e is None else int(e.timestamp() * 1000)
 
 
 def scenario_label(model: Any, underlying: str, j: int) -> str:

@@ -232,9 +232,43 @@ class MarketResponseChecked(_LoopEvent):
 
 
 
+@dataclass(frozen=True, slots=True)
+class PositionSettled:
+    """An expired option or future settled into collateral (the position is removed).
+
+    ``settlement_price`` is the underlying's index (USD) the engine held when its valuation
+    clock reached ``expiry_ms``; ``amount`` (signed) was credited to collateral ``currency``
+    (the instrument's settlement currency: the coin for inverse products, the quote stable
+    coin for linear ones). Options pay their intrinsic value; futures the P&L from
+    ``reference_price`` (the last mark the engine held: earlier P&L is already in collateral)
+    to the settlement price.
+    """
+
+    type: ClassVar[str] = "position_settled"
+    seq: int
+    partition: int
+    account_id: str
+    instrument: str
+    quantity: float
+    expiry_ms: int
+    settlement_price: float
+    reference_price: float
+    currency: str
+    amount: float
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.partition}:{self.type}:{self.account_id}:{self.instrument}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(type=self.type, event_id=self.event_id)
+        return d
+
+
 Event = (MarginCall | LiquidationSignal | MarginRestored | FeedAlert | ParamsActivated
          | Recalibrated | BacktestSettled | ScalingProposed | ProposalUpdated
-         | MarketResponseChecked)
+         | MarketResponseChecked | PositionSettled)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,19 @@ def binding_component(m_core: Num, m_stress: Num | None, m_floor: Num | None,
     return np.where(sf > a, 3, out).astype(np.int8)
 
 
+class _ParentHistory:
+    """History provider of the core model: its parent's history (a class, not a lambda, so
+    the model pickles into an engine snapshot)."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, parent: ScenarioRiskMixin) -> None:
+        self.parent = parent
+
+    def __call__(self) -> MarketHistory:
+        return self.parent.history
+
+
 class DynamicModel(ScenarioRiskMixin):
     """Scenario core + APC + stress + add-ons (see module docstring)."""
 
@@ -121,7 +134,7 @@ class DynamicModel(ScenarioRiskMixin):
         method = str(self.params["core"]["method"])
         inner = {k: v for k, v in self.params.items()
                  if k in ("meta", "fhs", "mc", "risk", "iv", "maintenance")}
-        self.core_model: ScenarioRiskMixin = _CORES[method](inner, None, lambda: self.history)
+        self.core_model: ScenarioRiskMixin = _CORES[method](inner, None, _ParentHistory(self))
         self.apc = self.params.get("apc", {})
         self.stress = self.params.get("stress", {})
         self.addons = self.params.get("addons", {})

@@ -13,6 +13,15 @@ it (entries the engine refuses itself, with an ``InputError``, change nothing an
 rebuild), a ``quarantined_entry`` alert is published and committed, and processing goes on.
 The decision depends only on the log, so a restart quarantines the same entries. ``/health``
 lists quarantined and refused entries and reports an engine that stopped making progress.
+
+Bounded recovery. Every ``snapshot_every`` entries (at the first commit past each multiple), and
+whenever applying entries took ``snapshot_replay_s`` seconds since the last one, the runner
+stores a snapshot of its state -- the engine (:mod:`marginproof.engine.snapshot`) and
+the quarantine set -- with the log's chained hash at its ``seq``, and keeps the newest
+``snapshot_keep``. :meth:`recover` loads the newest snapshot that is valid -- same format, code
+version, initial model and partitioning, chained hash equal to the log's at its ``seq``, blob
+digest as stored -- and replays only the entries after it; a snapshot that fails a check is
+ignored with a warning (then an older one, else a full replay from entry 1).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+import marginproof
+from marginproof.engine import snapshot as engine_snapshot
 from marginproof.engine.core import EngineConfig, EngineOutput, MarginEngine
 from marginproof.engine.entries import ACCOUNT_KINDS, EntryKind, LogEntry
 from marginproof.engine.events import FeedAlert
@@ -61,7 +72,8 @@ class EngineRunner:
     def __init__(self, repo: SqlRepository, model: BaseMarginModel, config: EngineConfig,
                  publish: SyncPublish | None = None, metrics: Metrics | None = None,
                  gateway: InputGateway | None = None, prefix: str = "mp",
-                 commit_every: int = 256) -> None:
+                 commit_every: int = 256, snapshot_every: int = 100_000,
+                 snapshot_keep: int = 2, snapshot_replay_s: float = 1.0) -> None:
         self.repo = repo
         self.config = config
         self.model0 = model
@@ -84,6 +96,16 @@ class EngineRunner:
         self.wake = threading.Event()
         self.latencies_s: list[float] = []
         self.listeners: list[Callable[[EngineOutput], None]] = []
+        self.snapshot_every = int(snapshot_every)  # 0: never
+        self.snapshot_keep = int(snapshot_keep)
+        # also snapshot once applying entries took this long since the last one (0: never),
+        # so a restart replays at most about that much work whatever the entries cost; at
+        # least 20x the last snapshot's own write time apart (bounded overhead)
+        self.snapshot_replay_s = float(snapshot_replay_s)
+        self._apply_s = 0.0  # engine time spent on entries since the last snapshot
+        self.snapshot_seq = 0  # seq of the newest snapshot stored or loaded
+        self.recovered_from = 0  # seq of the snapshot the last recover() started from
+        self.last_snapshot: dict[str, Any] = {}
 
     @property
     def consumer(self) -> str:
@@ -92,9 +114,11 @@ class EngineRunner:
 
     # -- recovery -------------------------------------------------------------------------------
     def recover(self) -> int:
-        """Rebuild state from entries ``1..checkpoint`` without re-emitting anything."""
+        """Rebuild state up to the checkpoint without re-emitting anything: from the newest
+        valid snapshot at or before it, then entries ``snapshot + 1..checkpoint``."""
         ckpt = self.repo.checkpoint(self.consumer)
-        after = 0
+        after = self._load_snapshot(ckpt)
+        self.recovered_from = after
         while after < ckpt:
             entries = self.repo.read(after, limit=5000)
             if not entries:
@@ -108,7 +132,91 @@ class EngineRunner:
             self.last_progress = time.monotonic()
         self._set_committed(ckpt)
         self.market_snapshot = self.engine.market.full_snapshot()
+        if self.snapshot_every and ckpt - self.snapshot_seq >= self.snapshot_every:
+            self.save_snapshot()
         return ckpt
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _snapshot_due(self, last: int) -> bool:
+        """Every ``snapshot_every`` entries, or after ``snapshot_replay_s`` of engine time.
+
+        When snapshots are taken never changes an output (the engine state is the same
+        either way), so the wall-clock trigger keeps replay deterministic."""
+        n = self.snapshot_every
+        if n and last // n > self.snapshot_seq // n:
+            return True
+        if self.snapshot_replay_s <= 0 or last <= self.snapshot_seq:
+            return False
+        write_s = float(self.last_snapshot.get("seconds", 0.0))
+        return self._apply_s >= max(self.snapshot_replay_s, 20.0 * write_s)
+
+    def _snapshot_meta(self) -> dict[str, Any]:
+        c = self.config
+        return {"format": engine_snapshot.FORMAT, "code": marginproof.__version__,
+                "model0": self.model0.params_hash, "partition": c.partition,
+                "n_partitions": c.n_partitions, "exact": c.exact}
+
+    def save_snapshot(self) -> int:
+        """Store a snapshot of the state after entry ``engine.last_seq`` (which must be
+        committed); returns its size in bytes (0 if the log has no chained hash there)."""
+        t0 = time.perf_counter()
+        with self.lock:
+            seq = self.engine.last_seq
+            state = {"engine": self.engine, "quarantined": dict(self.quarantined),
+                     "refused": list(self.refused)}
+            blob = engine_snapshot.dump_state(state, self.config)
+            params_hash = self.engine.model.params_hash
+        chain = self.repo.chain_hash(seq)
+        if chain is None:
+            log.warning("%s: no chained hash at %d; snapshot not written", self.consumer, seq)
+            return 0
+        self.repo.save_snapshot(self.consumer, seq, chain, params_hash, self._snapshot_meta(),
+                                blob, self.snapshot_keep)
+        self.snapshot_seq = seq
+        self._apply_s = 0.0
+        self.last_snapshot = {"seq": seq, "bytes": len(blob),
+                              "seconds": time.perf_counter() - t0}
+        log.info("%s: engine snapshot at %d (%d bytes)", self.consumer, seq, len(blob))
+        return len(blob)
+
+    def _load_snapshot(self, ckpt: int) -> int:
+        """Install the newest valid snapshot at or before ``ckpt``; returns its seq (0: none,
+        the engine stays fresh)."""
+        meta = self._snapshot_meta()
+        for info in self.repo.snapshots(self.consumer):
+            why = ""
+            if info.seq > ckpt:
+                why = f"after the checkpoint {ckpt}"
+            elif {k: info.meta.get(k) for k in meta} != meta:
+                why = f"made by another engine setup {dict(info.meta)} (now {meta})"
+            elif self.repo.chain_hash(info.seq) != info.chain_hash:
+                why = "the log's chained hash at its seq differs (the log is not the one it " \
+                      "summarises)"
+            if not why:
+                blob = self.repo.snapshot_blob(self.consumer, info.seq)
+                if blob is None or engine_snapshot.digest(blob) != info.blob_sha256:
+                    why = "its blob does not match the stored SHA-256"
+            if not why:
+                assert blob is not None
+                try:
+                    state = engine_snapshot.load_state(blob, self.config)
+                    engine = state["engine"]
+                    if not isinstance(engine, MarginEngine) or engine.last_seq != info.seq \
+                            or engine.model.params_hash != info.params_hash:
+                        why = "its content does not match its record"
+                except Exception as exc:  # noqa: BLE001 - any unreadable snapshot is skipped
+                    why = f"unreadable: {type(exc).__name__}: {exc}"[:300]
+            if why:
+                log.warning("%s: ignoring engine snapshot at %d: %s", self.consumer, info.seq,
+                            why)
+                continue
+            self.engine = engine
+            self.quarantined = dict(state["quarantined"])
+            self.refused = deque(state["refused"], maxlen=50)
+            self.snapshot_seq = info.seq
+            log.info("%s: recovering from the engine snapshot at %d", self.consumer, info.seq)
+            return info.seq
+        return 0
 
     # -- poisoned entries -----------------------------------------------------------------------
     def apply_guarded(self, e: LogEntry) -> EngineOutput:
@@ -186,6 +294,7 @@ class EngineRunner:
                     states[acc] = (e.seq, pos, coll)
             self._publish(out)
             t1 = time.perf_counter()
+            self._apply_s += t1 - t0
             self.last_progress = time.monotonic()
             market_changed = market_changed or e.kind in _MARKET_KINDS
             if e.kind is EntryKind.TICK and out.batch is not None and self.gateway is not None:
@@ -210,6 +319,8 @@ class EngineRunner:
         self.repo.commit(self.consumer, last, batches, events, states)
         self._set_committed(last)
         self.last_progress = time.monotonic()
+        if self._snapshot_due(last):
+            self.save_snapshot()
         if market_changed:
             with self.lock:
                 self.market_snapshot = self.engine.market.full_snapshot()

@@ -103,6 +103,25 @@ def _v2(real: str) -> tuple[str, ...]:
     )
 
 
+def _v3(blob: str) -> tuple[str, ...]:
+    return (
+        # the chained hash of every entry (see sql.chain_step); NULL on rows appended before
+        # this version until ``migrate`` backfills them
+        "ALTER TABLE input_log ADD COLUMN chain_hash TEXT",
+        f"""CREATE TABLE engine_snapshots (
+            consumer TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            chain_hash TEXT NOT NULL,
+            params_hash TEXT NOT NULL,
+            blob_sha256 TEXT NOT NULL,
+            meta TEXT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            blob {blob} NOT NULL,
+            PRIMARY KEY (consumer, seq))""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "input log, margin history, events, offsets, accounts, keys, parameter changes",
@@ -113,6 +132,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         2, "consumed bus events (idempotent consumers) and account state",
         sqlite=_v2("REAL"),
         postgres=_v2("DOUBLE PRECISION"),
+    ),
+    Migration(
+        3, "chained hash per input-log entry and engine snapshots (bounded recovery)",
+        sqlite=_v3("BLOB"),
+        postgres=_v3("BYTEA"),
     ),
 )
 

@@ -17,6 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from marginproof.engine.entries import EntryKind, LogEntry
@@ -34,6 +35,39 @@ def wall_clock_ms() -> int:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+GENESIS_CHAIN = "0" * 64
+"""The chained hash "before" entry 1."""
+
+
+def chain_step(prev: str, seq: int, kind: str, logged_at_ms: int, source: str,
+               body: str) -> str:
+    """Chained hash of an input-log entry: ``SHA-256(prev || canonical entry)``, hex.
+
+    ``prev`` is the previous entry's chained hash (:data:`GENESIS_CHAIN` for entry 1) and the
+    entry is ``[seq, kind, logged_at_ms, source, body]`` as canonical JSON with ``body`` the
+    stored body text, so the hash at ``seq`` commits to every entry ``1..seq``: an engine
+    snapshot taken at ``seq`` is only valid on a log whose hash there is the one it recorded.
+    """
+    h = hashlib.sha256(bytes.fromhex(prev))
+    h.update(json.dumps([int(seq), str(kind), int(logged_at_ms), source, body],
+                        separators=(",", ":"), ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """A stored engine snapshot, without its blob."""
+
+    consumer: str
+    seq: int
+    chain_hash: str
+    params_hash: str
+    blob_sha256: str
+    meta: Mapping[str, Any]
+    size_bytes: int
+    created_at_ms: int
 
 
 _HISTORY_COLS = ("account_id", "seq", "partition_id", "initial_margin", "maintenance_margin",
@@ -136,7 +170,31 @@ class SqlRepository(ABC):
                 cur.execute(self._sql("INSERT INTO schema_version VALUES (?, ?, ?)"),
                             (m.version, m.name, self._clock()))
                 current = m.version
+            if current >= 3:
+                self._backfill_chain(cur)
         return current
+
+    def _backfill_chain(self, cur: Any) -> int:
+        """Compute the chained hash of entries appended before schema version 3 (in order,
+        in the migrating transaction); returns how many rows were filled."""
+        cur.execute(self._sql("SELECT MIN(seq) FROM input_log WHERE chain_hash IS NULL"))
+        first = cur.fetchone()[0]
+        if first is None:
+            return 0
+        prev = GENESIS_CHAIN
+        if int(first) > 1:
+            cur.execute(self._sql("SELECT chain_hash FROM input_log WHERE seq = ?"),
+                        (int(first) - 1,))
+            prev = cur.fetchone()[0]
+        cur.execute(self._sql("SELECT seq, kind, logged_at_ms, source, body FROM input_log "
+                              "WHERE seq >= ? ORDER BY seq"), (int(first),))
+        rows = cur.fetchall()
+        out = []
+        for r in rows:
+            prev = chain_step(prev, int(r[0]), r[1], int(r[2]), r[3], r[4])
+            out.append((prev, int(r[0])))
+        cur.executemany(self._sql("UPDATE input_log SET chain_hash = ? WHERE seq = ?"), out)
+        return len(out)
 
     def schema_version(self) -> int:
         with self._tx() as cur:
@@ -145,10 +203,13 @@ class SqlRepository(ABC):
 
     # -- input log ----------------------------------------------------------------------------
     def _append_in_tx(self, cur: Any, entries: Sequence[NewEntry]) -> list[AppendResult]:
-        cur.execute(self._sql("SELECT seq, logged_at_ms FROM input_log "
+        cur.execute(self._sql("SELECT seq, logged_at_ms, chain_hash FROM input_log "
                               "ORDER BY seq DESC LIMIT 1"))
         row = cur.fetchone()
         seq, last_ms = (int(row[0]), int(row[1])) if row else (0, 0)
+        chain = GENESIS_CHAIN if row is None else row[2]
+        if chain is None:
+            raise RuntimeError("input_log has entries without a chained hash: run migrate()")
         now = max(self._clock(), last_ms)  # the log's clock never goes back
         out: list[AppendResult] = []
         for e in entries:
@@ -160,9 +221,11 @@ class SqlRepository(ABC):
                     out.append(AppendResult(int(hit[0]), True))
                     continue
             seq += 1
+            body = _dumps(dict(e.body))
+            chain = chain_step(chain, seq, str(e.kind), now, e.source, body)
             cur.execute(self._sql("INSERT INTO input_log (seq, kind, logged_at_ms, source, "
-                                  "dedupe_key, body) VALUES (?, ?, ?, ?, ?, ?)"),
-                        (seq, str(e.kind), now, e.source, e.dedupe_key, _dumps(dict(e.body))))
+                                  "dedupe_key, body, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                        (seq, str(e.kind), now, e.source, e.dedupe_key, body, chain))
             out.append(AppendResult(seq, False))
         return out
 
@@ -191,6 +254,80 @@ class SqlRepository(ABC):
         with self._tx() as cur:
             cur.execute(self._sql("SELECT COALESCE(MAX(seq), 0) FROM input_log"))
             return int(cur.fetchone()[0])
+
+    def chain_hash(self, seq: int) -> str | None:
+        """The log's chained hash at ``seq`` (:func:`chain_step`; None: no such entry)."""
+        if seq == 0:
+            return GENESIS_CHAIN
+        with self._tx() as cur:
+            cur.execute(self._sql("SELECT chain_hash FROM input_log WHERE seq = ?"), (seq,))
+            r = cur.fetchone()
+        return None if r is None else r[0]
+
+    def verify_chain(self, upto: int | None = None, batch: int = 10_000) -> int:
+        """Recompute the chained hash of entries ``1..upto`` from their stored contents (an
+        audit: O(log length)); returns the first ``seq`` whose stored hash differs, else 0."""
+        prev, after = GENESIS_CHAIN, 0
+        while True:
+            with self._tx() as cur:
+                cur.execute(self._sql("SELECT seq, kind, logged_at_ms, source, body, chain_hash "
+                                      "FROM input_log WHERE seq > ? ORDER BY seq LIMIT ?"),
+                            (after, batch))
+                rows = cur.fetchall()
+            for r in rows:
+                if upto is not None and int(r[0]) > upto:
+                    return 0
+                prev = chain_step(prev, int(r[0]), r[1], int(r[2]), r[3], r[4])
+                if prev != r[5]:
+                    return int(r[0])
+                after = int(r[0])
+            if len(rows) < batch:
+                return 0
+
+    # -- engine snapshots ---------------------------------------------------------------------
+    def save_snapshot(self, consumer: str, seq: int, chain_hash: str, params_hash: str,
+                      meta: Mapping[str, Any], blob: bytes, keep: int = 2) -> None:
+        """Store an engine snapshot and drop all but ``consumer``'s newest ``keep``.
+
+        One transaction: after a crash the table holds either the old snapshots or the new
+        one as well, never a partial blob (the atomicity of the database's commit).
+        """
+        sha = hashlib.sha256(blob).hexdigest()
+        with self._tx(write=True) as cur:
+            cur.execute(self._sql("DELETE FROM engine_snapshots WHERE consumer = ? AND seq = ?"),
+                        (consumer, seq))
+            cur.execute(self._sql(
+                "INSERT INTO engine_snapshots (consumer, seq, chain_hash, params_hash, "
+                "blob_sha256, meta, size_bytes, created_at_ms, blob) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                (consumer, seq, chain_hash, params_hash, sha, _dumps(dict(meta)), len(blob),
+                 self._clock(), blob))
+            cur.execute(self._sql(
+                "SELECT seq FROM engine_snapshots WHERE consumer = ? ORDER BY seq DESC"),
+                (consumer,))
+            old = [int(r[0]) for r in cur.fetchall()[max(int(keep), 1):]]
+            for s in old:
+                cur.execute(self._sql("DELETE FROM engine_snapshots WHERE consumer = ? "
+                                      "AND seq = ?"), (consumer, s))
+
+    def snapshots(self, consumer: str) -> list[SnapshotInfo]:
+        """``consumer``'s stored snapshots, newest first (without blobs)."""
+        with self._tx() as cur:
+            cur.execute(self._sql(
+                "SELECT consumer, seq, chain_hash, params_hash, blob_sha256, meta, size_bytes, "
+                "created_at_ms FROM engine_snapshots WHERE consumer = ? ORDER BY seq DESC"),
+                (consumer,))
+            rows = cur.fetchall()
+        return [SnapshotInfo(r[0], int(r[1]), r[2], r[3], r[4], json.loads(r[5]), int(r[6]),
+                             int(r[7])) for r in rows]
+
+    def snapshot_blob(self, consumer: str, seq: int) -> bytes | None:
+        """The blob of ``consumer``'s snapshot at ``seq`` (unverified: check its digest)."""
+        with self._tx() as cur:
+            cur.execute(self._sql("SELECT blob FROM engine_snapshots WHERE consumer = ? "
+                                  "AND seq = ?"), (consumer, seq))
+            r = cur.fetchone()
+        return None if r is None else bytes(r[0])
 
     # -- margins and events -------------------------------------------------------------------
     def commit(self, consumer: str, seq: int, batches: Sequence[MarginBatch] = (),
