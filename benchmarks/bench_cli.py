@@ -10,8 +10,10 @@ console script does (``marginproof.cli.main:app``), with this checkout's ``src``
   with ``--model grid`` and ``--model dynamic``;
 * ``marginproof compare`` of the same book and market (every model and preset).
 
-Each command gets its own fresh numba cache directory (``NUMBA_CACHE_DIR``): its first run is
-reported separately as the cache-cold run (what a fresh clone pays once) and warms the cache;
+Each command gets its own fresh cache directories (numba's ``NUMBA_CACHE_DIR`` for compiled
+kernels; ``MARGINPROOF_CACHE_DIR`` for the parsed shipped history and the Monte Carlo scenario
+sets, see ``feeds/history_cache.py`` and ``storage/scenario_store.py``): its first run is
+reported separately as the cache-cold run (what a fresh clone pays once) and warms the caches;
 then the median of 5 runs (``--quick``: 3), in interleaved rounds so that a change in machine
 load hits every command alike. Targets: ``--help`` <= 0.3 s, ``margin`` under ``grid`` <= 0.8 s
 and under ``dynamic`` <= 1.5 s, ``compare`` <= 3 s. The machine load (``os.getloadavg``) is
@@ -59,7 +61,9 @@ def run_once(argv: list[str], cache_dir: str) -> float:
     src = str(ROOT / "src")
     pp = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": src + (os.pathsep + pp if pp else ""),
-           "NUMBA_CACHE_DIR": cache_dir, "COLUMNS": "100", "PYTHONWARNINGS": "ignore"}
+           "NUMBA_CACHE_DIR": str(Path(cache_dir) / "numba"),
+           "MARGINPROOF_CACHE_DIR": str(Path(cache_dir) / "marginproof"),
+           "COLUMNS": "100", "PYTHONWARNINGS": "ignore"}
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
@@ -80,7 +84,7 @@ def main() -> None:
     print(f"{repeats} cold processes per command (median), after one cache-cold run; "
           f"load before {load0[0]:.2f}")
     res: dict[str, Any] = {"repeats": repeats, "load_before": load0[0]}
-    with tempfile.TemporaryDirectory(prefix="bench_cli_numba_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_cli_cache_") as tmp:
         caches = {key: str(Path(tmp) / key) for key, *_ in COMMANDS}
         cold = {key: run_once(argv, caches[key]) for key, _, argv, _ in COMMANDS}
         times: dict[str, list[float]] = {key: [] for key, *_ in COMMANDS}

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
+
+# Derived-data caches (parsed history, scenario sets) of this test session live in a fresh
+# directory, never in the user's ~/.cache: a test sees what a fresh clone sees.
+os.environ.setdefault("MARGINPROOF_CACHE_DIR", tempfile.mkdtemp(prefix="marginproof-tests-"))
 
 # No deadlines and no "too slow" health check in either profile: data generation and the
 # examples themselves run slower on a loaded or smaller host, which is not a test failure.

@@ -41,6 +41,25 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def small_book(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a one-shot command on a small book without the large-batch machinery: its small
+    pricing batches take the numpy twin (:func:`marginproof.pricing.dispatch.small_batches`),
+    so the process does not import and load numba for a handful of options, and Monte Carlo
+    scenario sets are kept on disk between runs (:mod:`marginproof.storage.scenario_store`)."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from marginproof.config.params import cache_dir
+        from marginproof.models._history import scenario_store
+        from marginproof.pricing.dispatch import small_batches
+        from marginproof.storage.scenario_store import DiskScenarioStore
+
+        with small_batches(), scenario_store(DiskScenarioStore(cache_dir() / "scenarios")):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def print_json(obj: Any, undefined_as_null: bool = False) -> None:
     """Machine-readable output on stdout (plain, no colour), always valid JSON.
 

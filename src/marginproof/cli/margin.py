@@ -1,4 +1,4 @@
-"""``margin``, ``compare``, ``explain`` and ``schema`` commands."""
+"""``margin``, ``whatif``, ``compare``, ``explain``, ``schema`` and ``models`` commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from marginproof.cli.common import console, err_console, handle_errors, print_json
+from marginproof.cli.common import console, err_console, handle_errors, print_json, small_book
 from marginproof.config.limits import all_finite
 from marginproof.config.params import config_dir, load_toml
 from marginproof.errors import MarginproofError
@@ -26,6 +26,30 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 def _fmt(x: float) -> str:
     return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.6g}"
+
+
+def _signed(x: float) -> str:
+    return ("+" if x > 0 else "") + _fmt(x)
+
+
+def parse_trades(items: list[str]) -> dict[str, float]:
+    """``["NAME=QTY", ...]`` to ``{name: summed quantity}``; a malformed item is an input error
+    naming it (``--trade[i]``)."""
+    import math
+
+    from marginproof.errors import InputError
+    out: dict[str, float] = {}
+    for i, item in enumerate(items):
+        name, sep, qty = item.rpartition("=")
+        try:
+            q = float(qty)
+        except ValueError:
+            q = math.nan
+        if not sep or not name.strip() or not math.isfinite(q) or q == 0.0:
+            raise InputError(f"--trade[{i}]", f"expected INSTRUMENT=QUANTITY with a finite, "
+                             f"non-zero quantity, got {item!r}")
+        out[name.strip()] = out.get(name.strip(), 0.0) + q
+    return out
 
 
 def render_result(r: MarginResult) -> None:
@@ -69,6 +93,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @handle_errors
+    @small_book
     def margin(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
                config: ConfigOpt = None, json_out: JsonOpt = False,
                haircuts: Annotated[Path | None, typer.Option(
@@ -108,6 +133,73 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @handle_errors
+    @small_book
+    def whatif(portfolio: PortfolioOpt, market: MarketOpt,
+               trade: Annotated[list[str], typer.Option(
+                   "--trade", "-t", help="Trade to add, INSTRUMENT=QUANTITY (signed; repeat "
+                   "for several)")],
+               model: ModelOpt = "grid", config: ConfigOpt = None, json_out: JsonOpt = False,
+               haircuts: Annotated[Path | None, typer.Option(
+                   help="Collateral haircut file (default configs/collateral.toml)")] = None,
+               ) -> None:
+        """Margin before and after adding trades to a book: IM, MM, their change, equity and
+        excess (nothing is stored)."""
+        from marginproof.instruments.portfolio import CollateralPolicy
+        from marginproof.io.formats import load_market, load_portfolio
+        from marginproof.models.registry import get_model
+        from marginproof.models.whatif import what_if, with_trades
+        trades = parse_trades(trade)
+        acct = load_portfolio(portfolio)
+        mkt = load_market(market)
+        table = load_toml(haircuts or config_dir() / "collateral.toml")
+        policy = CollateralPolicy({str(k): float(v) for k, v in table["haircuts"].items()})
+        before = acct.portfolio
+        after = with_trades(before, trades)
+        w = what_if(get_model(model, config), before, after, mkt, policy)
+        r = w.after
+        ws = r.worst_scenario
+        out = {"portfolio": acct.account_id, "model": r.model, "params_hash": r.params_hash,
+               "market_timestamp": r.market_timestamp.isoformat(), "currency": r.currency,
+               "trades": trades,
+               "before": {"initial_margin": w.before_initial_margin,
+                          "maintenance_margin": w.before_maintenance_margin},
+               "after": {"initial_margin": r.initial_margin,
+                         "maintenance_margin": r.maintenance_margin},
+               "delta_initial_margin": w.delta_initial_margin,
+               "delta_maintenance_margin": w.delta_maintenance_margin,
+               "worst_scenario_after": None if ws is None else ws.label,
+               "collateral_value_usd": w.collateral_value_usd, "equity_usd": w.equity_usd,
+               "excess_over_initial_margin_usd": w.excess_over_initial_margin_usd,
+               "excess_over_maintenance_margin_usd": w.excess_over_maintenance_margin_usd}
+        bad = all_finite(out)
+        if bad:  # never published, in a table or in JSON
+            raise MarginproofError(f"{bad}: the result is not a finite number; nothing printed")
+        if json_out:
+            print_json(out)
+            return
+        t = Table(title=f"What-if on {acct.account_id} under {r.model} ({r.currency})")
+        for c in ("measure", "before", "after", "change"):
+            t.add_column(c, justify="left" if c == "measure" else "right")
+        t.add_row("initial margin", _fmt(w.before_initial_margin), _fmt(r.initial_margin),
+                  _signed(w.delta_initial_margin))
+        t.add_row("maintenance margin", _fmt(w.before_maintenance_margin),
+                  _fmt(r.maintenance_margin), _signed(w.delta_maintenance_margin))
+        console.print(t)
+        console.print("trades: " + ", ".join(f"{n} {_signed(q)}" for n, q in trades.items()),
+                      highlight=False, soft_wrap=True)
+        console.print(f"worst scenario after: {'-' if ws is None else ws.label}; market time "
+                      f"{r.market_timestamp.isoformat()}; params hash {r.params_hash[:16]}...",
+                      highlight=False, soft_wrap=True)
+        excess = ("" if w.excess_over_initial_margin_usd is None else
+                  f"; excess over IM {_fmt(w.excess_over_initial_margin_usd)} USD, over MM "
+                  f"{_fmt(w.excess_over_maintenance_margin_usd or 0.0)} USD")
+        console.print(f"after the trades: equity {_fmt(w.equity_usd)} USD (collateral after "
+                      f"haircuts {_fmt(w.collateral_value_usd)}; trades valued at mark, no "
+                      f"premium or fee cash){excess}", highlight=False, soft_wrap=True)
+
+    @app.command()
+    @handle_errors
+    @small_book
     def compare(portfolio: PortfolioOpt, market: MarketOpt, json_out: JsonOpt = False) -> None:
         """IM and MM under every model and preset, with each one's worst scenario."""
         from marginproof.io.formats import load_market, load_portfolio
@@ -152,6 +244,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @handle_errors
+    @small_book
     def explain(portfolio: PortfolioOpt, market: MarketOpt, model: ModelOpt = "grid",
                 config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         """Why the margin is what it is: components, binding scenario, risk matrix."""

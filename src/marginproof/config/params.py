@@ -52,6 +52,15 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]  # src/marginproof/config/params.py
 
 
+def cache_dir() -> Path:
+    """Where derived data is cached between processes (parsed history, scenario sets):
+    ``$MARGINPROOF_CACHE_DIR`` or ``~/.cache/marginproof``."""
+    import os
+
+    env = os.environ.get("MARGINPROOF_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "marginproof"
+
+
 def config_dir() -> Path:
     """Directory holding the shipped parameter files (``configs/`` in the checkout)."""
     return repo_root() / "configs"

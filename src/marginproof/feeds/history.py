@@ -19,20 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from marginproof.errors import InputError
+from marginproof.feeds.history_cache import UNDERLYINGS
+from marginproof.feeds.history_cache import shipped_history as shipped_history  # re-export
 from marginproof.io import datasets
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.risk.ewma import N_INIT, RISKMETRICS_LAMBDA, ewma_sigma
 from marginproof.risk.history import DailySeries, FundingSeries, MarketHistory, to_day
 from marginproof.scenarios.fhs import DEFAULT_WINDOW, FHSEstimate, fhs_var_es
 
-UNDERLYINGS = ("BTC", "ETH", "SOL")
 SPOT_SYMBOL = {"BTC": "BTCUSDT", "ETH": "ETHUSDT", "SOL": "SOLUSDT"}
 
 
@@ -97,12 +97,6 @@ def load_market_history(root: Path | None = None,
 #: Key of the BitMEX XBTUSD funding series in ``MarketHistory.funding`` (the backfill of the
 #: dynamic model's funding add-on before the Binance series starts, 2019-09-10).
 BITMEX_FUNDING = "XBTUSD-bitmex"
-
-
-@lru_cache(maxsize=2)
-def shipped_history() -> MarketHistory:
-    """The shipped history, loaded once per process (the default provider of the models)."""
-    return load_market_history()
 
 
 def _returns_upto(symbol: str, date: str) -> tuple[np.ndarray, float]:

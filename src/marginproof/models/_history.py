@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,7 +26,7 @@ from numpy.typing import NDArray
 from marginproof.errors import InputError
 from marginproof.instruments.resolved import ResolvedBook
 from marginproof.models.base import BaseMarginModel
-from marginproof.pricing import _kernels
+from marginproof.pricing import dispatch
 from marginproof.risk.ewma import N_INIT, ewma_sigma
 from marginproof.risk.factors import FactorPath, factor_path
 from marginproof.risk.history import MarketHistory
@@ -39,10 +42,54 @@ FloatArray = NDArray[np.float64]
 HistoryProvider = Callable[[], MarketHistory]
 
 
+class ScenarioStore(Protocol):
+    """Where a one-shot process keeps expensive scenario sets between runs (an adapter of the
+    shell, e.g. :class:`marginproof.storage.scenario_store.DiskScenarioStore`)."""
+
+    def load(self, key: str) -> ScenarioSet | None:
+        """The set stored under ``key``, or None."""
+
+    def save(self, key: str, scenarios: ScenarioSet) -> None:
+        """Keep ``scenarios`` under ``key`` (best effort)."""
+
+
+# a scoped setting, off unless a one-shot command provides a store (see :func:`scenario_store`)
+_STORE: ContextVar[ScenarioStore | None] = ContextVar("marginproof_scenario_store", default=None)
+
+
+@contextmanager
+def scenario_store(store: ScenarioStore) -> Iterator[None]:
+    """Within this scope, :meth:`HistoryModel.persisted` scenario sets are read from and written
+    to ``store``: a Monte Carlo set (GARCH fits, copula, 16k draws: seconds, most of it
+    importing ``arch``) is built once per as-of day, parameters and history, not per process.
+    The key covers everything the set is a function of, so a hit returns the same arrays the
+    build would."""
+    token = _STORE.set(store)
+    try:
+        yield
+    finally:
+        _STORE.reset(token)
+
+
+def history_digest(history: MarketHistory) -> str:
+    """SHA-256 of every array and name of ``history`` (what a persisted set depends on)."""
+    h = hashlib.sha256()
+    for group in ("closes", "volumes", "atm_iv", "long_closes"):
+        for name, ds in sorted(getattr(history, group).items()):
+            h.update(f"|{group}|{name}|".encode())
+            h.update(np.ascontiguousarray(ds.dates).tobytes())
+            h.update(np.ascontiguousarray(ds.values).tobytes())
+    for name, fs in sorted(history.funding.items()):
+        h.update(f"|funding|{name}|".encode())
+        h.update(np.ascontiguousarray(fs.times).tobytes())
+        h.update(np.ascontiguousarray(fs.rates).tobytes())
+    return h.hexdigest()
+
+
 def _default_provider() -> MarketHistory:
     # Composition-root default: the shell loader of the shipped data (imported lazily so the
     # core modules never import file-reading code at import time).
-    from marginproof.feeds.history import shipped_history
+    from marginproof.feeds.history_cache import shipped_history
 
     return shipped_history()
 
@@ -160,6 +207,7 @@ class HistoryModel(BaseMarginModel):
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._factors: RiskFactorState | None = None
         self._live_sets: dict[tuple[Any, ...], ScenarioSet] = {}
+        self._history_digest: str | None = None
 
     # -- live risk factors -----------------------------------------------------------------------
     def with_factors(self, factors: RiskFactorState | None) -> HistoryModel:
@@ -332,6 +380,32 @@ class HistoryModel(BaseMarginModel):
             self._cache[key] = build()
         return self._cache[key]
 
+    def persisted(self, key: tuple[Any, ...], build: Callable[[], ScenarioSet]) -> ScenarioSet:
+        """:meth:`cached`, backed by the scoped :class:`ScenarioStore` when there is one.
+
+        The store key hashes the model class, its parameter hash, the history digest and
+        ``key``; a model bound to a live risk-factor state never uses the store.
+        """
+        store = _STORE.get()
+        if store is None or self._factors is not None:
+            out: ScenarioSet = self.cached(key, build)
+            return out
+
+        def load_or_build() -> ScenarioSet:
+            if self._history_digest is None:
+                self._history_digest = history_digest(self.history)
+            skey = hashlib.sha256(repr((type(self).__name__, self.params_hash,
+                                        self._history_digest, key)).encode()).hexdigest()
+            hit = store.load(skey)
+            if hit is not None:
+                return hit
+            built = build()
+            store.save(skey, built)
+            return built
+
+        found: ScenarioSet = self.cached(key, load_or_build)
+        return found
+
     # -- scenarios -----------------------------------------------------------------------------
     @abstractmethod
     def scenario_set(self, underlyings: tuple[str, ...], asof: np.datetime64) -> ScenarioSet:
@@ -388,7 +462,7 @@ def time_decay_usd(book: ResolvedBook, horizon_days: float) -> FloatArray:
     d0 = np.exp(-book.rate[opt] * t0)
     d1 = np.exp(-book.rate[opt] * t1)
     v0, v1 = np.empty(f.shape[0]), np.empty(f.shape[0])
-    kern = _kernels.price_kernel(f.shape[0])
+    kern = dispatch.price_kernel(f.shape[0])
     kern(f, k, t0, s, c, d0, v0)
     kern(f, k, t1, s, c, d1, v1)
     scale = np.where(book.is_inverse[opt], book.index[opt] / f, 1.0)

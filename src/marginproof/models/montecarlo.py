@@ -141,7 +141,7 @@ class MCModel(ScenarioRiskMixin):
             raise InputError("market.timestamp",
                              f"not enough history (< {mh} returns) at {asof} for {missing}")
         key = ("universe", str(asof), tuple(eligible), self.scenario_seed(int(self.mc["seed"])))
-        built: ScenarioSet = self.cached(key, lambda: self._simulate(tuple(eligible), asof))
+        built = self.persisted(key, lambda: self._simulate(tuple(eligible), asof))
         return built
 
     def _simulate(self, unds: tuple[str, ...], asof: np.datetime64) -> ScenarioSet:

@@ -1,4 +1,4 @@
-"""Plain-Python reference twin of the Black-76 kernels (scalar loop, scipy normal CDF).
+"""Plain-Python reference twin of the Black-76 kernels (scalar loop, ``math.erfc`` normal CDF).
 
 Deliberately simple and slow: it is the oracle the compiled kernels are tested against and the
 naive baseline the benchmarks measure against.
@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import math
 
+_SQRT2 = math.sqrt(2.0)
+
+
+def ndtr(x: float) -> float:
+    """Standard normal CDF ``0.5 erfc(-x / sqrt 2)`` (scipy's ``ndtr`` formula; no scipy
+    import on the CLI's small-book path)."""
+    return 0.5 * math.erfc(-x / _SQRT2)
+
 
 def price(f: float, k: float, t: float, s: float, call: bool, d: float = 1.0) -> float:
     """Black-76 price of one option (edge rules of the exchange-presets spec)."""
-    from scipy.special import ndtr  # on first use: the CLI's margin path need not load scipy
-
     sd = s * math.sqrt(t) if t > 0 else 0.0
     if k <= 0:
         return d * f if call else 0.0
@@ -33,8 +39,6 @@ def greeks(
     f: float, k: float, t: float, s: float, call: bool, d: float = 1.0, r: float = 0.0
 ) -> tuple[float, float, float, float, float, float, float]:
     """(price, delta, gamma, vega, theta/yr, vanna, volga) of one option, raw units."""
-    from scipy.special import ndtr
-
     p = price(f, k, t, s, call, d)
     sqt = math.sqrt(t) if t > 0 else 0.0
     sd = s * sqt

@@ -34,12 +34,13 @@ else:
 # (divisions dominate once log/erfc/exp are counted) at <= 4e-12 relative change; NaN/inf
 # semantics and the order of operations are kept, so results stay reproducible.
 _FASTMATH = {"arcp"}
-SQRT2 = math.sqrt(2.0)
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-# sigma*sqrt(T) at or beyond this: the call is worth D*F (Derive's edge rule, exchange-presets)
-MAX_TOTAL_VOL = 24.0
-# below this total vol the option is priced at intrinsic (greeks would be 0 * inf)
-MIN_TOTAL_VOL = 1e-12
+# edge-rule constants shared with the numpy twin (one definition)
+from marginproof.pricing._numpy_kernels import (  # noqa: E402
+    INV_SQRT_2PI,
+    MAX_TOTAL_VOL,
+    MIN_TOTAL_VOL,
+    SQRT2,
+)
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")

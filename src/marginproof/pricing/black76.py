@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from marginproof.pricing import _kernels
+from marginproof.pricing import dispatch
 
 FloatArray = NDArray[np.float64]
 
@@ -60,7 +60,7 @@ def black76_price(
                                                           is_call, discount)))
     f, k, t, s, c, d = _prep(forward, strike, t_years, vol_annual, is_call, discount)
     out = np.empty_like(f)
-    _kernels.price_kernel(f.shape[0])(f, k, t, s, c, d, out)
+    dispatch.price_kernel(f.shape[0])(f, k, t, s, c, d, out)
     return out.reshape(shape)
 
 
@@ -112,7 +112,7 @@ def black76_greeks(
     f, k, t, s, c, r = _prep(forward, strike, t_years, vol_annual, is_call, rate)
     d = np.exp(-r * np.maximum(t, 0.0))
     out = np.empty((7, f.shape[0]), dtype=np.float64)
-    _kernels.greeks_kernel(f.shape[0])(f, k, t, s, c, d, r, out)
+    dispatch.greeks_kernel(f.shape[0])(f, k, t, s, c, d, r, out)
     # rescale in place (same values as out[i] / unit, without four fresh n-arrays)
     for row, unit in ((3, 100.0), (4, 365.0), (5, 100.0), (6, 1e4)):
         np.divide(out[row], unit, out=out[row])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import py_lets_be_rational as lbr
 from numpy.typing import ArrayLike, NDArray
 
 
@@ -41,6 +40,9 @@ def implied_vol_one(
     if not (intrinsic < p < upper):
         return math.nan
     q = 1.0 if otm_call else -1.0
+    # on first use: the library imports numba (0.2 s), which a CLI margin run need not pay
+    import py_lets_be_rational as lbr
+
     try:
         vol = float(lbr.implied_volatility_from_a_transformed_rational_guess(
             p, forward, strike, t_years, q

@@ -10,6 +10,10 @@ are fitted by maximum likelihood on the pseudo-observations (or fixed by configu
 Sampling: scrambled Sobol points (``scipy.stats.qmc``) mapped to normals and a chi-square mixing
 variable, with antithetic pairs (``z`` and ``-z`` share the mixing draw); ``n_batches``
 independent scrambles give the Monte Carlo standard errors. Everything is seeded.
+
+scipy is imported inside the functions that use it: the ``dynamic`` model imports this module
+for its Monte Carlo variant, and a CLI margin run under FHS need not pay 0.8 s for
+``scipy.stats`` and ``scipy.optimize`` (``benchmarks/bench_cli.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, stats
-from scipy.stats import qmc
 
 from marginproof.errors import InputError
 from marginproof.risk.measures import expected_shortfall, var
@@ -35,17 +37,23 @@ def t_copula_tail_dependence(rho: float, nu: float) -> float:
     if rho == 1.0:
         return 1.0
     x = -math.sqrt((nu + 1.0) * (1.0 - rho) / (1.0 + rho))
+    from scipy import stats  # scipy is imported on first use (see the module docstring)
+
     return float(2.0 * stats.t.cdf(x, nu + 1.0))
 
 
 def pseudo_observations(x: ArrayLike) -> FloatArray:
     """Ranks scaled to (0, 1): ``rank / (n + 1)`` per column, shape of ``x`` (n, d)."""
+    from scipy import stats
+
     a = np.asarray(x, dtype=np.float64)
     return np.asarray(stats.rankdata(a, axis=0) / (a.shape[0] + 1.0), dtype=np.float64)
 
 
 def t_copula_loglik(u: ArrayLike, corr: ArrayLike, nu: float) -> float:
     """Log-likelihood of a t copula with correlation ``corr`` and ``nu`` at pseudo-obs ``u``."""
+    from scipy import stats
+
     uu = np.clip(np.asarray(u, dtype=np.float64), 1e-12, 1.0 - 1e-12)
     x = stats.t.ppf(uu, nu)
     joint = stats.multivariate_t(loc=np.zeros(uu.shape[1]), shape=corr, df=nu).logpdf(x)
@@ -64,6 +72,8 @@ def fit_t_copula_nu(u: ArrayLike, corr: ArrayLike, bounds: tuple[float, float] =
     bounds : (float, float)
         Search interval for ``nu`` (scipy bounded scalar minimisation).
     """
+    from scipy import optimize
+
     res = optimize.minimize_scalar(lambda nu: -t_copula_loglik(u, corr, nu), bounds=bounds,
                                    method="bounded", options={"xatol": 1e-3})
     return float(res.x)
@@ -77,6 +87,8 @@ class TMarginal:
     scale: float
 
     def ppf(self, u: FloatArray) -> FloatArray:
+        from scipy import stats
+
         return np.asarray(self.scale * stats.t.ppf(u, self.nu), dtype=np.float64)
 
     @classmethod
@@ -87,6 +99,8 @@ class TMarginal:
     @classmethod
     def fit(cls, z: ArrayLike) -> TMarginal:
         """``scipy.stats.t.fit`` with the location fixed at 0 (zero-mean residuals)."""
+        from scipy import stats
+
         df, _, scale = stats.t.fit(np.asarray(z, dtype=np.float64), floc=0.0)
         return cls(float(max(df, 2.05)), float(scale))
 
@@ -105,6 +119,9 @@ def sample_t_copula(corr: ArrayLike, nu: float, n_batches: int, log2_points: int
     -------
     ndarray, shape (n_batches * 2**log2_points * (2 if antithetic else 1), d)
     """
+    from scipy import stats
+    from scipy.stats import qmc
+
     c = np.asarray(corr, dtype=np.float64)
     d = c.shape[0]
     if c.shape != (d, d):

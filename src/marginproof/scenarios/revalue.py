@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from marginproof.instruments.resolved import ResolvedBook
-from marginproof.pricing import _kernels
+from marginproof.pricing import dispatch
 
 
 def scenario_pnl_usd(
@@ -64,9 +64,9 @@ def scenario_pnl_usd(
         vf = np.zeros((n_scen, f.shape[0])) if vol_floor is None else np.ascontiguousarray(
             vol_floor[:, opt])
         base = np.empty(f.shape[0])
-        _kernels.price_kernel(f.shape[0])(f, k, t, s, c, d, base)
+        dispatch.price_kernel(f.shape[0])(f, k, t, s, c, d, base)
         shocked = np.empty((n_scen, f.shape[0]))
-        kern = _kernels.scenario_kernel(f.shape[0] * n_scen)
+        kern = dispatch.scenario_kernel(f.shape[0] * n_scen)
         kern(f, k, t, s, c, d, np.ascontiguousarray(moves[:, opt]), vm, vf, shocked)
         scale = np.where(inv[opt], book.index[opt] / f, 1.0)
         unit[:, opt] = (shocked - base) * scale

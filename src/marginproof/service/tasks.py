@@ -118,9 +118,9 @@ def run_whatif(task: WhatIfTask) -> dict[str, Any]:
 
 
 def _whatif(task: WhatIfTask) -> dict[str, Any]:
-    from marginproof.instruments.equity import account_equity
     from marginproof.instruments.portfolio import Portfolio
     from marginproof.instruments.resolved import resolve
+    from marginproof.models.whatif import what_if
 
     market = _cached_market(task.market_key, task.market)
     model = _cached_model(task.model, task.params, task.params_hash)
@@ -132,14 +132,11 @@ def _whatif(task: WhatIfTask) -> dict[str, Any]:
         return Portfolio(p.positions, dict(task.collateral), dict(task.preset_inputs))
 
     after_book = book(task.after)
-    result = model.margin(after_book, market)
-    if task.before == task.after:
-        before_im, before_mm = result.initial_margin, result.maintenance_margin
-    elif task.before:
-        b = model.margin(book(task.before), market)
-        before_im, before_mm = b.initial_margin, b.maintenance_margin
-    else:
-        before_im = before_mm = 0.0
+    before_book = after_book if task.before == task.after else book(task.before)
+    # one definition of before / after / delta, equity and excess (models.whatif); equity is
+    # collateral after haircuts, debts in full, plus spot and option positions' value
+    w = what_if(model, before_book, after_book, market)
+    result = w.after
     resolved = resolve(after_book, market)
     out: dict[str, Any]
     if task.view == "console":
@@ -155,24 +152,17 @@ def _whatif(task: WhatIfTask) -> dict[str, Any]:
                "positions": dict(task.after),
                "worst_scenario": None if ws is None else dict(ws.__dict__),
                "result": result.to_dict() if task.detail else None}
-    out["before"] = {"initial_margin": float(before_im), "maintenance_margin": float(before_mm),
+    out["before"] = {"initial_margin": w.before_initial_margin,
+                     "maintenance_margin": w.before_maintenance_margin,
                      "positions": dict(task.before)}
     out["after"] = {"initial_margin": float(result.initial_margin),
                     "maintenance_margin": float(result.maintenance_margin)}
-    out["delta_initial_margin"] = float(result.initial_margin) - float(before_im)
-    out["delta_maintenance_margin"] = float(result.maintenance_margin) - float(before_mm)
-    # equity defined once (instruments.equity): collateral after haircuts, debts in full, plus
-    # the value of spot and option positions (futures' P&L settles into collateral)
-    eq = account_equity(dict(task.collateral), after_book, market)
-    coll, equity = eq.collateral_usd, eq.total_usd
-    out["collateral_value_usd"] = coll
-    out["equity_usd"] = equity
-    if result.currency == "USD":
-        out["excess_over_initial_margin_usd"] = equity - float(result.initial_margin)
-        out["excess_over_maintenance_margin_usd"] = equity - float(result.maintenance_margin)
-    else:  # a margin in another currency is not netted against USD equity
-        out["excess_over_initial_margin_usd"] = None
-        out["excess_over_maintenance_margin_usd"] = None
+    out["delta_initial_margin"] = w.delta_initial_margin
+    out["delta_maintenance_margin"] = w.delta_maintenance_margin
+    out["collateral_value_usd"] = w.collateral_value_usd
+    out["equity_usd"] = w.equity_usd
+    out["excess_over_initial_margin_usd"] = w.excess_over_initial_margin_usd
+    out["excess_over_maintenance_margin_usd"] = w.excess_over_maintenance_margin_usd
     bad = all_finite(out)
     if bad:
         raise InputError(bad.replace("result.", "", 1) if bad.startswith("result.") else bad,

@@ -22,7 +22,7 @@ from marginproof.instruments.portfolio import Portfolio, Position
 from marginproof.instruments.resolved import resolve
 from marginproof.market.snapshot import MarketSnapshot
 from marginproof.models.result import PortfolioGreeks, aggregate_greeks
-from marginproof.pricing._kernels import MAX_TOTAL_VOL
+from marginproof.pricing._numpy_kernels import MAX_TOTAL_VOL
 
 SECONDS_PER_DAY = 86400.0
 SECONDS_PER_YEAR = 365.0 * SECONDS_PER_DAY  # both venues use a 365-day year
