@@ -10,6 +10,9 @@ from hypothesis import HealthCheck, settings
 # Derived-data caches (parsed history, scenario sets) of this test session live in a fresh
 # directory, never in the user's ~/.cache: a test sees what a fresh clone sees.
 os.environ.setdefault("MARGINPROOF_CACHE_DIR", tempfile.mkdtemp(prefix="marginproof-tests-"))
+# services started by tests start their worker processes on first use (warming them at start
+# is tested on its own, tests/unit/service/test_isolation.py)
+os.environ.setdefault("MARGINPROOF_WORK_WARM_UP", "0")
 
 # No deadlines and no "too slow" health check in either profile: data generation and the
 # examples themselves run slower on a loaded or smaller host, which is not a test failure.

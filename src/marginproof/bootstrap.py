@@ -165,10 +165,27 @@ class Container:
 
             self.feeds = await start_feeds(s.feeds, self.gateway, self.metrics, s.stale_after_s)
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+        if s.work_warm_up and s.work_mode == "process":
+            threading.Thread(target=self._warm_workers, name="warm-workers", daemon=True).start()
         # the recovered engine state is long-lived: keep it out of the cyclic GC's scans
         # (fewer and shorter pauses in request latency)
         gc.collect()
         gc.freeze()
+
+    def _warm_workers(self) -> None:
+        """Start the what-if workers and build in each the models the first what-ifs use (the
+        model in force with its activated parameters, ``grid`` as shipped)."""
+        from marginproof.service.tasks import prime
+
+        try:
+            m = self.engine_model()
+            models: list[tuple[str, dict[str, Any] | None, str]] = [
+                (m.name, dict(m.params), m.params_hash)]
+            if m.name != "grid":
+                models.append(("grid", None, get_model("grid").params_hash))
+            self.pool.warm_up(prime, tuple(models))
+        except Exception:  # noqa: BLE001 - warming is an optimisation: requests start them too
+            log.exception("warming the worker processes failed")
 
     async def _gauges(self) -> None:
         while True:

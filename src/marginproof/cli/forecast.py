@@ -67,6 +67,8 @@ def render(r: Any) -> None:
             lt.add_row(lv.underlying, _fmt(lv.index), mv(lv.call_down), mv(lv.call_up),
                        mv(lv.liquidation_down), mv(lv.liquidation_up))
         console.print(lt)
+        console.print("- : the status does not change for any move of that underlying from "
+                      "-95 % to +300 %")
 
 
 def register(app: typer.Typer) -> None:

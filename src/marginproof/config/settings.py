@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     rate_limit_burst: float = Field(default=400.0, ge=1)
     work_processes: int = Field(default=2, ge=1, le=64)
     work_mode: Literal["process", "thread"] = "process"
+    # start the worker processes at service start and build the model in force in each
+    # (off: they start on the first heavy request, which then pays imports and model build)
+    work_warm_up: bool = True
     whatif_concurrency: int = Field(default=2, ge=1, le=256)
     whatif_queue: int = Field(default=32, ge=0, le=10_000)
     whatif_timeout_s: float = Field(default=30.0, gt=0)

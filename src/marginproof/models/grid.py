@@ -68,8 +68,12 @@ class GridModel(BaseMarginModel):
         return np.arange(-n, n + 1) / n, tuple(g["vol_shocks"])
 
     def scenario_labels(self) -> tuple[str, ...]:
-        unit, shocks = self.scenario_axes()
-        return tuple(f"move={u:+.0%}*range,vol={v}" for u in unit for v in shocks)
+        labels: tuple[str, ...] | None = self.__dict__.get("_labels")
+        if labels is None:  # parameters are frozen: built once per model
+            unit, shocks = self.scenario_axes()
+            labels = tuple(f"move={u:+.0%}*range,vol={v}" for u in unit for v in shocks)
+            self.__dict__["_labels"] = labels
+        return labels
 
     def price_range(self, underlying: str) -> float:
         pr = self.params["grid"]["price_range"]

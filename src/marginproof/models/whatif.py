@@ -60,11 +60,14 @@ def with_trades(book: Portfolio, trades: Mapping[str, float]) -> Portfolio:
 
 
 def what_if(model: MarginModel, before: Portfolio, after: Portfolio, market: MarketSnapshot,
-            policy: CollateralPolicy | None = None) -> WhatIf:
+            policy: CollateralPolicy | None = None,
+            before_margin: tuple[float, float] | None = None) -> WhatIf:
     """Margin of ``before`` and ``after`` under ``model`` on ``market`` (see :class:`WhatIf`).
 
     Equity is that of ``after``'s positions and collateral under ``policy`` (the default
-    haircuts when None).
+    haircuts when None). ``before_margin``: ``(IM, MM)`` of ``before`` under the same model
+    and market, when the caller already has it (a service answering many what-ifs on one
+    account); it is then not recomputed.
 
     Callers publish only finite figures (``config.limits.all_finite``).
 
@@ -76,6 +79,8 @@ def what_if(model: MarginModel, before: Portfolio, after: Portfolio, market: Mar
     result = model.margin(after, market)
     if before == after:
         b_im, b_mm = result.initial_margin, result.maintenance_margin
+    elif before_margin is not None:
+        b_im, b_mm = before_margin
     elif len(before):
         b = model.margin(before, market)
         b_im, b_mm = b.initial_margin, b.maintenance_margin

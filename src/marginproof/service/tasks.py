@@ -9,6 +9,7 @@ reconstruction cost while the market is unchanged.
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from types import MappingProxyType
@@ -22,6 +23,9 @@ MarketState = tuple[tuple[str, Any], ...]
 
 _MARKETS: OrderedDict[str, MarketSnapshot] = OrderedDict()
 _MODELS: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+# (IM, MM) of the books what-ifs start from, by model, market and book: a trader tries many
+# trades on one account, and the base need not be margined again for each
+_BEFORE: OrderedDict[tuple[Any, ...], tuple[float, float]] = OrderedDict()
 
 
 def market_state(m: MarketSnapshot) -> MarketState:
@@ -85,6 +89,23 @@ def _cached_model(name: str, params: dict[str, Any] | None, params_hash: str) ->
     return model
 
 
+def prime(models: tuple[tuple[str, dict[str, Any] | None, str], ...]) -> int:
+    """Warm a worker: load the pricing kernels and build ``(name, params, params_hash)``
+    models into its cache, as the first what-ifs would (``WorkPool.warm_up`` at start)."""
+    from marginproof.pricing import _kernels  # noqa: F401 - the compiled kernels (numba)
+
+    for name, params, params_hash in models:
+        try:
+            _cached_model(name, params, params_hash)
+        except Exception:  # noqa: BLE001 - a model that cannot build fails its requests later
+            continue
+    # what was built here lives as long as the worker: keep it out of the cyclic GC's scans
+    # (a full collection over a model's history objects is a pause in every what-if's tail)
+    gc.collect()
+    gc.freeze()
+    return len(_MODELS)
+
+
 @dataclass(frozen=True)
 class WhatIfTask:
     """One what-if: the book before (the base) and after (base + trades), one model."""
@@ -133,16 +154,24 @@ def _whatif(task: WhatIfTask) -> dict[str, Any]:
 
     after_book = book(task.after)
     before_book = after_book if task.before == task.after else book(task.before)
+    base_key = (task.model, task.params_hash,
+                None if task.factors is None else str(task.factors.digest()), task.market_key,
+                tuple(sorted(task.before.items())), tuple(sorted(task.collateral.items())),
+                repr(sorted(task.preset_inputs.items())))
+    base = _BEFORE.get(base_key)
     # one definition of before / after / delta, equity and excess (models.whatif); equity is
     # collateral after haircuts, debts in full, plus spot and option positions' value
-    w = what_if(model, before_book, after_book, market)
+    w = what_if(model, before_book, after_book, market, before_margin=base)
+    if base is None and len(before_book):
+        _BEFORE[base_key] = (w.before_initial_margin, w.before_maintenance_margin)
+        while len(_BEFORE) > 256:
+            _BEFORE.popitem(last=False)
     result = w.after
-    resolved = resolve(after_book, market)
     out: dict[str, Any]
     if task.view == "console":
         from marginproof.web import views
 
-        out = views.explain(result, model, resolved, task.after)
+        out = views.explain(result, model, resolve(after_book, market), task.after)
     else:
         ws = result.worst_scenario
         out = {"model": result.model, "params_hash": result.params_hash,

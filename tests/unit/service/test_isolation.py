@@ -58,16 +58,71 @@ def test_lanes_have_separate_quotas_and_refuse_when_full(mode: str) -> None:
         pool.shutdown()
 
 
-def test_a_timed_out_task_keeps_its_slot_until_it_finishes() -> None:
-    pool = WorkPool(1, {"x": LaneQuota(1, 0)}, "thread")
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _die() -> None:
+    import os
+
+    os._exit(3)
+
+
+def test_warm_up_starts_every_process_and_tasks_then_run_there() -> None:
+    pool = WorkPool(2, {"w": LaneQuota(2, 16)}, "process")
+    try:
+        pids = pool.warm_up(_pid)
+        assert len(set(pids)) == 2
+
+        async def main() -> set[int]:
+            return set(await asyncio.gather(*(pool.run("w", _pid) for _ in range(12))))
+
+        assert asyncio.run(main()) <= set(pids)  # no process started on a request
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_that_dies_fails_its_task_and_is_replaced() -> None:
+    from marginproof.service.workers import PoolBroken
+
+    pool = WorkPool(1, {"w": LaneQuota(1, 4)}, "process")
+
+    async def main() -> None:
+        before = await pool.run("w", _pid)
+        with pytest.raises(PoolBroken):
+            await pool.run("w", _die)
+        after = await pool.run("w", _pid)
+        assert after != before
+        assert await pool.run("w", _square, 5.0) == 25.0
+        with pytest.raises(ZeroDivisionError):  # an exception in the task crosses intact
+            await pool.run("w", divmod, 1, 0)
+        assert pool.stats()["w"]["running"] == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_timed_out_task_keeps_its_slot_until_it_finishes(mode: str) -> None:
+    pool = WorkPool(1, {"x": LaneQuota(1, 0)}, mode)  # type: ignore[arg-type]
+    pool.warm_up()
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
             await pool.run("x", _slow, 0.4, timeout_s=0.05)
         with pytest.raises(Saturated):
             pool.check("x")
-        await asyncio.sleep(0.6)
+        # a worker process imports this module on its first task: give it time, then the
+        # slot frees when the task has finished
+        deadline = time.monotonic() + 30
+        while pool.stats()["x"]["running"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         pool.check("x")
+        assert pool.stats()["x"]["done"] == 1
 
     try:
         asyncio.run(main())

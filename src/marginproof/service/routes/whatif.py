@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from marginproof.errors import InputError
 from marginproof.market.snapshot import MarketSnapshot
@@ -177,7 +177,9 @@ async def compute_whatif(body: WhatIfIn, principal: Any, container: Any, view: s
     429: {"description": "the what-if workers or this key's rate are saturated "
                          "(see Retry-After)"}})
 async def what_if(body: WhatIfIn, principal: PrincipalDep, container: ContainerDep
-                  ) -> WhatIfOut:
+                  ) -> Response:
     """Margin before and after the trades under any registry model at the current market,
     with the change and the book's equity and excess (account keys: own account only)."""
-    return WhatIfOut(**await compute_whatif(body, principal, container, "api"))
+    out = WhatIfOut(**await compute_whatif(body, principal, container, "api"))
+    # validated once, here (returning the model would have FastAPI dump and re-validate it)
+    return Response(out.model_dump_json(), media_type="application/json")
