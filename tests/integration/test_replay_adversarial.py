@@ -199,7 +199,8 @@ def test_altered_input_log_fails_replay(built: Path, tmp_path: Path) -> None:
     i = next(i for i, ln in enumerate(lines) if b'"kind":"balances"' in ln)
     lines[i] = lines[i].replace(b'"USDC":"', b'"USDC":"1', 1)
     p.write_bytes(b"\n".join(lines) + b"\n")
-    _expect_reject(_run("replay", "--epoch", "1", "--dir", str(d)), ".sig")
+    _expect_reject(_run("replay", "--epoch", "1", "--dir", str(d), "--trust",
+                        (d / "operator" / "genesis_key_id").read_text().strip()), ".sig")
 
 
 def test_privacy_bundle_tampering(built: Path, tmp_path: Path) -> None:

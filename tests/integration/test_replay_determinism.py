@@ -28,8 +28,8 @@ def test_two_processes_with_different_seeds_and_threads_emit_identical_record_by
     outs = []
     for i, env in enumerate(envs):
         out = tmp_path / f"record{i}.json"
-        r = run_cli(["replay", "--epoch", "2", "--dir", str(built), "--emit-record", str(out)],
-                    env)
+        r = run_cli(["replay", "--epoch", "2", "--dir", str(built), "--emit-record", str(out),
+                     "--trust", _genesis(built)], env)
         assert r.returncode == 0, r.stderr + r.stdout
         assert "record bytes identical" in r.stdout
         outs.append(out.read_bytes())
@@ -42,9 +42,28 @@ def test_replay_of_epoch_one_matches_too(built: Path) -> None:
 
     from marginproof.cli.main import app
 
-    r = CliRunner().invoke(app, ["replay", "--epoch", "1", "--dir", str(built)])
+    r = CliRunner().invoke(app, ["replay", "--epoch", "1", "--dir", str(built), "--trust",
+                                 _genesis(built)])
     assert r.exit_code == 0, r.output
     assert "record bytes identical" in r.output
+
+
+def test_replay_needs_a_trust_anchor_and_refuses_another_genesis_key(built: Path) -> None:
+    from typer.testing import CliRunner
+
+    from marginproof.cli.main import app
+
+    r = CliRunner().invoke(app, ["replay", "--epoch", "1", "--dir", str(built)])
+    assert r.exit_code == 2 and "--trust" in r.output, r.output
+    # the keys beside the record are not trusted: a genesis key other than the pinned one
+    # (a forger who rewrote the whole log with their own key) is refused
+    r = CliRunner().invoke(app, ["replay", "--epoch", "1", "--dir", str(built), "--trust",
+                                 "ab" * 32])
+    assert r.exit_code == 1 and "genesis key" in r.output, r.output
+
+
+def _genesis(d: Path) -> str:
+    return (d / "operator" / "genesis_key_id").read_text().strip()
 
 
 _MARGIN_DIGEST = """

@@ -2,6 +2,7 @@
 
 from marginproof.apc.metrics import ProcyclicalityMetrics, apc_report, procyclicality_metrics
 from marginproof.apc.tools import (
+    apply_floor,
     buffer_static,
     buffer_with_release,
     floor_var_long,
@@ -13,6 +14,7 @@ from marginproof.apc.tools import (
 __all__ = [
     "ProcyclicalityMetrics",
     "apc_report",
+    "apply_floor",
     "buffer_static",
     "buffer_with_release",
     "floor_var_long",

@@ -312,12 +312,15 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json({"valid": True, "epoch": res.epoch, "index": res.index,
                         "values": res.values, "checks": list(res.checks),
+                        "not_checked": list(res.not_checked),
                         "anchored": anchor is not None and anchor.anchored})
             return
         vals = ", ".join(f"{k}={v}" for k, v in res.values.items())
         _say(f"OK epoch {res.epoch} leaf {res.index}: {vals}", highlight=False)
         for c in res.checks:
             _say(f"  checked: {c}")
+        for c in res.not_checked:
+            _say(f"  WARNING: {c}")
         if is_hex:
             _say("  note: bare root hash: header and signature not checked")
         elif anchor is not None:
@@ -509,8 +512,13 @@ def register(app: typer.Typer) -> None:
         emit_record: Annotated[Path | None, typer.Option(
             help="Write the recomputed record bytes here")] = None,
         workers: WorkersOpt = 1,
+        trust: TrustOpt = None,
+        no_trust_anchor: NoAnchorOpt = False,
     ) -> None:
-        """Auditor: recompute epoch N from the input log; must match the record byte for byte."""
+        """Auditor: recompute epoch N from the input log; must match the record byte for byte.
+
+        The input log's genesis entry must be signed by the ``--trust`` key id (pinned out of
+        band): the record's signature is checked against the keys that log establishes."""
         from marginproof.proofs.epoch import replay_epoch
         from marginproof.proofs.records import parse_record, signed_record_hash
         from marginproof.proofs.verify import summary
@@ -523,6 +531,10 @@ def register(app: typer.Typer) -> None:
             load_tree,
             read_bytes,
         )
+        if trust is not None:
+            parse_hex(trust, "--trust", 32)
+        elif not no_trust_anchor:
+            raise InputError("--trust", ANCHOR_HELP)
         store = ProofStore(directory)
         d = store.epoch_dir(epoch)
         raw_rec = read_bytes(d / "record.json")
@@ -544,9 +556,11 @@ def register(app: typer.Typer) -> None:
             with ProcessHasher(workers) as hasher, ProcessMapper(workers) as mapper:
                 rep = evidence(lambda: replay_epoch(
                     entries, published, ep_secret, engine_info(), force=force,
-                    published_leaves=leaves, expected_prev=prev, hasher=hasher, mapper=mapper))
+                    published_leaves=leaves, expected_prev=prev, hasher=hasher, mapper=mapper,
+                    trusted_operator=trust))
         except VerificationError as exc:
             raise _reject(exc) from None
+        _unanchored_note(Trusted({}, trust is not None))
         if emit_record is not None:
             emit_record.write_bytes(rep.record_bytes)
         note = " (FORCED under a different engine: not authoritative)" if rep.forced else ""

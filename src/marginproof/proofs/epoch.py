@@ -122,6 +122,57 @@ def proof_from_tree(tree: SumTree, epoch: int, index: int, account_id: str | Non
                           account_id, nonce, privacy)
 
 
+# a balance beyond this many atoms cannot be committed (leaf values are < 2^64 and sums of
+# assets over an account must stay in range): refused when written, not at the next cut
+MAX_BALANCE_ATOMS = 2**62
+
+
+def check_entry(entries: Sequence[LogEntry], entry: LogEntry) -> None:
+    """Refuse ``entry``, appended after ``entries``, if the epoch computation would refuse it.
+
+    The input-log writers call this *before* the entry is written: the log is append-only and
+    every epoch replays it from entry 0, so one bad entry signed into it would make every
+    later epoch unprovable. Checked: sequence, signature and structure (as the replay does,
+    one account per entry), parameters, the market body at the declared price scale, and for
+    positions and balances the accounts' lines under the parameters in force (declared
+    quantity and asset scales, instrument names, balances in committable range).
+
+    Raises
+    ------
+    InputError, VerificationError
+        Naming the field, as the epoch computation would.
+    """
+    from marginproof.instruments.names import parse_instrument
+
+    st = replay_entries([*entries, entry])
+    where = f"input_log[{entry.seq}]"
+    if entry.kind == "params":
+        parse_params(entry.body)
+    elif entry.kind == "market":
+        scale = parse_params(st.params).price_scale if st.params is not None else None
+        market_from_body(entry.body, *(() if scale is None else (scale,)))
+    elif entry.kind in ("positions", "balances"):
+        ids = [a["account"] for a in entry.body["accounts"]]
+        if entry.kind == "positions":
+            for a in entry.body["accounts"]:
+                for i, line in enumerate(a["positions"]):
+                    name = line.get("instrument") if isinstance(line, Mapping) else None
+                    parse_instrument(name if isinstance(name, str) else "",
+                                     f"{where}.body.accounts.{a['account']}.positions[{i}]"
+                                     ".instrument")
+        if st.params is None:
+            return  # scales are declared by the params entry: checked again at the cut
+        params = parse_params(st.params)
+        accts = account_inputs({a: st.positions[a] for a in ids if a in st.positions},
+                               {a: st.balances[a] for a in ids if a in st.balances}, params)
+        for acc in accts:
+            for asset, atoms in acc.balances.items():
+                if abs(atoms) >= MAX_BALANCE_ATOMS:
+                    raise InputError(f"{where}.body.accounts.{acc.account_id}.balances.{asset}",
+                                     f"{atoms} atoms is beyond the committable range "
+                                     f"(|balance| < 2^62 atoms)")
+
+
 def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,
                   prev_record_hash: str | None, engine: EngineInfo, *,
                   hasher: Hasher = hash_rows, mapper: Mapper = serial_map,
@@ -249,11 +300,15 @@ def replay_epoch(entries: Sequence[LogEntry], published: Any, ep_secret: bytes,
                  engine: EngineInfo, *, force: bool = False,
                  published_leaves: tuple[np.ndarray, np.ndarray] | None = None,
                  expected_prev: str | None = None, hasher: Hasher = hash_rows,
-                 mapper: Mapper = serial_map) -> ReplayReport:
+                 mapper: Mapper = serial_map,
+                 trusted_operator: str | None = None) -> ReplayReport:
     """Auditor checks 11-13: recompute the epoch and demand identical record bytes.
 
     ``published`` is the signed record; ``published_leaves`` (operator's sorted tags and values,
     if available) lets a mismatch name the first differing account and field.
+    ``trusted_operator``: the genesis operator key id the auditor pinned out of band; the
+    input log's genesis entry must be signed by it (else whoever wrote the files chose the
+    keys the record is checked against).
     """
     view = parse_record(published, "published")
     h = view.header
@@ -268,7 +323,7 @@ def replay_epoch(entries: Sequence[LogEntry], published: Any, ep_secret: bytes,
         raise VerificationError("replay.prev_record_hash",
                                 "record does not link to the previous record of the epoch log")
     cut = find_cut(entries, view.epoch)
-    st = replay_entries(entries, stop=cut.size)
+    st = replay_entries(entries, stop=cut.size, trusted_operator=trusted_operator)
     signer = st.operator_keys().get(published["key_id"])
     if signer is None:
         raise VerificationError("replay.key_id", "record not signed by an operator key of the "

@@ -6,13 +6,17 @@
 1. ``record.*``   record structure, Ed25519 signature under a trusted operator key,
                   ``totals == root.sums`` (done by :func:`records.verify_record` beforehand);
 2. ``proof.*``    proof format, epoch, ``hdr_hash``, depth and field count equal the record's;
-3. ``leaf.tag``   the tag recomputed from the user's id and nonce;
-4. ``leaf.*``     values equal the user's own statement, ``short == max(0, mm - coll)``, no asset
-                  with both ``cr`` and ``db`` positive, every value in ``[0, 2^64)``;
+3. ``leaf.tag``   the tag recomputed from the user's id and nonce (an id without a nonce, or a
+                  nonce without an id, is refused: the leaf would not be shown to be theirs);
+4. ``leaf.*``     values equal the user's own statement, ``short == max(0, mm + liabs -
+                  assets)``, no asset with both ``cr`` and ``db`` positive, every value in
+                  ``[0, 2^64)``;
 5. ``path[i].*``  every sibling sum and parent sum within the format's range;
 6. ``root.*``     the recomputed root hash and sums equal the record's;
-7. ``privacy.*``  (if published) own commitments open to own values, lead to the commitment root,
-                  and own range proof verifies.
+7. ``privacy.*``  (if the record publishes a privacy layer, a user's private copy must carry its
+                  part; a public proof without id and nonce is reported as not checked) own
+                  commitments open to own values, lead to the commitment root, and own range
+                  proof verifies.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class AccountCheck:
     index: int
     values: Mapping[str, int]
     checks: tuple[str, ...]
+    not_checked: tuple[str, ...] = ()  # what this proof could not show (said to the user)
 
 
 def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
@@ -101,6 +106,16 @@ def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
         want_hash, want_sums = root_hash, None
     aid = account_id if account_id is not None else proof.account_id
     nn = nonce if nonce is not None else proof.nonce
+    if aid is not None and nn is None:
+        raise VerificationError("leaf.nonce", f"no nonce for account {aid!r}: the leaf's tag "
+                                              "cannot be checked (it may be someone else's)")
+    if nn is not None and aid is None:
+        raise VerificationError("leaf.account_id", "a nonce without an account id: the leaf's "
+                                                   "tag cannot be checked")
+    notes: list[str] = []
+    if aid is None:
+        notes.append("tag: NOT checked (no account id and nonce: this leaf is not shown to "
+                     "be yours)")
     if aid is not None and nn is not None:
         if tag_from_nonce(nn, aid) != proof.tag:
             raise VerificationError("leaf.tag", "tag is not SHA-256(0x13 || nonce || len || id) "
@@ -124,6 +139,13 @@ def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
     if want_sums is not None and s != want_sums:
         raise VerificationError("root.sums", "recomputed root sums differ from the record")
     checks.append("root hash and sums match")
+    if record is not None and record.privacy is not None and proof.privacy is None:
+        if aid is not None:  # a user's private copy carries its openings: stripped = refused
+            raise VerificationError("privacy.missing", "the record publishes a privacy layer "
+                                                       "but this proof carries no openings "
+                                                       "for it")
+        notes.append("privacy: NOT checked (a public proof carries no openings: verify your "
+                     "private copy)")
     if record is not None and record.privacy is not None and proof.privacy is not None:
         v = dict(zip(fields, proof.values, strict=True))
         verify_opening(proof.privacy, proof.hdr_hash, proof.tag,
@@ -131,7 +153,7 @@ def verify_account(proof: InclusionProof, *, record: RecordView | None = None,
                        dict(record.privacy))
         checks.append("privacy: openings, commitment path, own range proof")
     return AccountCheck(proof.epoch, proof.index, dict(zip(fields, proof.values, strict=True)),
-                        tuple(checks))
+                        tuple(checks), tuple(notes))
 
 
 def summary(record: RecordView) -> dict[str, Any]:

@@ -319,10 +319,19 @@ class ProofStore:
         return read_entries(self.entries_path)
 
     def append(self, kind: str, body: Mapping[str, Any], key: SigningKey) -> LogEntry:
-        """Append one signed entry (``seq`` = current size) under an exclusive lock."""
+        """Append one signed entry (``seq`` = current size) under an exclusive lock.
+
+        The entry is checked first (:func:`marginproof.proofs.epoch.check_entry`): what the
+        epoch computation would refuse is never written, so the append-only log stays
+        provable. Raises ``InputError`` / ``VerificationError`` naming the field.
+        """
+        from marginproof.proofs.epoch import check_entry
+
         with _locked(self.entries_path):
-            seq = len(self.entries())
+            entries = self.entries()
+            seq = len(entries)
             e = sign_entry(kind, seq, body, key)
+            check_entry(entries, e)
             with open(self.entries_path, "ab") as fh:
                 fh.write(e.to_bytes() + b"\n")
                 fh.flush()
@@ -529,8 +538,11 @@ def exact_decimal(x: Any, scale: int, field: str, *, signed: bool = False,
 class InputLogWriter:
     """Small append-only interface the real-time service writes epochs through.
 
-    Floats are frozen to decimal strings here (the committed path only ever sees the logged
-    strings); balances must already respect each asset's scale after rounding half-even.
+    Market floats are frozen to decimal strings at the price scale here (the committed path
+    only ever sees the logged strings; that one representation step is the stated rule for
+    market data); positions and balances with more decimals than their declared scale are
+    refused (balances: or rounded by the stated rule, ``rounding="up"``). Every entry is
+    checked before it is signed (:meth:`ProofStore.append`).
     """
 
     def __init__(self, store: ProofStore, keys: OperatorKeys) -> None:

@@ -72,8 +72,19 @@ def test_user_check_failures_have_specific_codes(epoch) -> None:
         "leaf.tag": dataclasses.replace(p, account_id="user-002"),
         "leaf.short": dataclasses.replace(
             p, values=p.values[:4] + (p.values[4] + 1,) + p.values[5:]),
-        "root.hash": dataclasses.replace(p, tag=bytes(32), account_id=None),
+        "root.hash": dataclasses.replace(p, tag=bytes(32), account_id=None, nonce=None),
+        # an id without its nonce: the tag, the only link of the leaf to the account, is
+        # unchecked, so someone else's leaf would pass (issue 19)
+        "leaf.nonce": dataclasses.replace(p, nonce=None),
+        "leaf.account_id": dataclasses.replace(p, account_id=None),
+        # the record publishes a privacy layer: a proof without its part is refused, not
+        # verified with the privacy check silently skipped
+        "privacy.missing": dataclasses.replace(p, privacy=None),
     }
+    public = dataclasses.replace(p, account_id=None, nonce=None, privacy=None)
+    chk = verify_account(public, record=view)  # the public form: said what it cannot show
+    assert any("tag: NOT checked" in c for c in chk.not_checked)
+    assert any("privacy: NOT checked" in c for c in chk.not_checked)
     for code, bad in cases.items():
         with pytest.raises(VerificationError) as e:
             verify_account(bad, record=view)

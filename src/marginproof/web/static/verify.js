@@ -678,6 +678,12 @@ export async function verifyAccount(proof, { record, accountId = null, nonce = n
   checks.push("proof epoch, header hash, depth, field count");
   const aid = accountId !== null ? accountId : proof.accountId;
   const nn = nonce !== null ? nonce : proof.nonce;
+  if (aid !== null && nn === null) {
+    throw new VerificationError("leaf.nonce", `no nonce for account '${aid}': the leaf's tag cannot be checked (it may be someone else's)`);
+  }
+  if (nn !== null && aid === null) {
+    throw new VerificationError("leaf.account_id", "a nonce without an account id: the leaf's tag cannot be checked");
+  }
   if (aid !== null && nn !== null) {
     if (!equalBytes(await tagFromNonce(nn, aid), proof.tag)) {
       throw new VerificationError("leaf.tag", "tag is not SHA-256(0x13 || nonce || len || id) of this account (someone else's leaf)");
