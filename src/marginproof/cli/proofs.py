@@ -142,6 +142,7 @@ def register(app: typer.Typer) -> None:
         """
         from marginproof.proofs.epoch import compute_epoch
         from marginproof.proofs.inputlog import make_sth
+        from marginproof.proofs.leaves import parse_params
         from marginproof.proofs.records import sign_record, signed_record_hash
         from marginproof.storage.proofstore import (
             InputLogWriter,
@@ -181,6 +182,11 @@ def register(app: typer.Typer) -> None:
 
             n = int(example_flag.read_text().split("=")[1])
             ex = example_epoch(epoch, n)
+            if epoch == 1 and parse_params(entries[1].body).uses_randomness:
+                # the committed path's Monte Carlo scenarios are seeded from a logged entry
+                # the epoch header pins, never from the parameter file's own seed
+                writer.append_recalibration(parse_params(entries[1].body).model_name,
+                                            "example log: scenario set for the first epoch")
             writer.append_market(ex.market)
             writer.append_positions(ex.positions)
             scales = {"BTC": 8, "ETH": 9, "USDC": 6, "USDT": 6}
