@@ -39,7 +39,15 @@ def register(app: typer.Typer) -> None:
     def serve(host: str = typer.Option(None, help="Bind address (default from settings)"),
               port: int = typer.Option(None, help="Port (default from settings)"),
               database_url: str = DB_OPT, bus_url: str = BUS_OPT,
-              model: str = MODEL_OPT) -> None:
+              model: str = MODEL_OPT,
+              demo: bool = typer.Option(False, "--demo", help="First start never empty: seed "
+                                        "demo accounts (if the log has none) and replay the "
+                                        "shipped day 2022-04-15"),
+              demo_accounts: int = typer.Option(200, min=1, max=100_000,
+                                                help="Accounts seeded by --demo"),
+              demo_speed: float = typer.Option(120.0, min=0.0, help="--demo replay speed-up "
+                                               "(120: an hourly bar every 30 s; 0: at once)"),
+              ) -> None:
         """Run the HTTP/WebSocket service with its engines and feeds (see docs/service.md)."""
         import uvicorn
 
@@ -47,6 +55,18 @@ def register(app: typer.Typer) -> None:
         from marginproof.service.app import create_app
 
         s = _settings(database_url, bus_url, model)
+        if demo:
+            from marginproof.demo.serve import demo_settings, seed_demo
+            from marginproof.storage.factory import open_repository
+
+            repo = open_repository(s.database_url)
+            try:
+                added = seed_demo(repo, n_accounts=demo_accounts)
+            finally:
+                repo.close()
+            s = demo_settings(s, speed=demo_speed)
+            console.print(f"demo: {added} accounts seeded" if added else
+                          "demo: the log has accounts already (none seeded)")
         container = bootstrap(s)
         console.print(f"marginproof serving on http://{host or s.host}:{port or s.port} "
                       f"(database {s.public()['database_url']}, bus {s.public()['bus_url']}, "
