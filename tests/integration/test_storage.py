@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +94,54 @@ def test_history_digest_changes_with_any_stored_bit(repo: SqlRepository) -> None
     d1 = repo.history_digest()
     repo.commit("c", 2, [_batch(2, ("a",), np.nextafter(1.0, 2.0))])
     assert repo.history_digest() != d1
+
+
+def test_held_margins_keep_their_reason(repo: SqlRepository) -> None:
+    b = _batch(3, ("a", "b", "c"), 10.0)
+    held = np.array([True, False, True])
+    b = dataclasses.replace(b, held=held, held_reasons={0: "unpriced BTC-X: no vol"})
+    repo.commit("c", 3, [b])
+    rows = {a: repo.latest_margin(a) for a in ("a", "b", "c")}
+    assert rows["a"] is not None and rows["a"]["held"]
+    assert rows["a"]["held_reason"] == "unpriced BTC-X: no vol"
+    assert rows["b"] is not None and rows["b"]["held_reason"] is None
+    assert rows["c"] is not None and rows["c"]["held_reason"] == "held"  # held, no detail
+    assert repo.margin_history("a")[0]["held_reason"] == "unpriced BTC-X: no vol"
+    assert b.row(0)["held_reason"] == "unpriced BTC-X: no vol" and b.row(1)["held_reason"] is None
+
+
+def test_a_version_3_database_migrates_and_its_rows_still_load(tmp_path: Path) -> None:
+    import sqlite3
+
+    from marginproof.storage.migrations import MIGRATIONS
+    from marginproof.storage.sqlite import SqliteRepository
+
+    path = tmp_path / "v3.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                 " applied_at_ms BIGINT NOT NULL)")
+    for m in MIGRATIONS[:3]:
+        for stmt in m.statements("sqlite"):
+            conn.execute(stmt)
+        conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (m.version, m.name))
+    conn.execute("INSERT INTO margin_batches VALUES (0, 5, 1, 'grid', 'h', 'tick:BTC', 1)")
+    conn.execute("INSERT INTO margin_history (account_id, seq, partition_id, initial_margin, "
+                 "maintenance_margin, equity, status, held, binding_underlying, "
+                 "binding_scenario) VALUES ('old', 5, 0, 1.0, 0.8, 2.0, 0, 1, '', -1)")
+    conn.commit()
+    conn.close()
+    repo = SqliteRepository(path)
+    try:
+        assert repo.migrate() == LATEST_VERSION
+        row = repo.latest_margin("old")
+        assert row is not None and row["held"] and row["held_reason"] is None
+        repo.commit("c", 6, [dataclasses.replace(_batch(6, ("old",), 1.0),
+                                                 held=np.array([True]),
+                                                 held_reasons={0: "BTC degraded (stale)"})])
+        row = repo.latest_margin("old")
+        assert row is not None and row["held_reason"] == "BTC degraded (stale)"
+    finally:
+        repo.close()
 
 
 def test_api_keys_store_only_hashes_and_can_be_revoked(repo: SqlRepository) -> None:

@@ -52,6 +52,13 @@ def parse_trades(items: list[str]) -> dict[str, float]:
     return out
 
 
+def print_warnings(r: MarginResult) -> None:
+    """The result's ``details["warnings"]`` (stale history, preset caveats), one line each on
+    stderr, so a table on stdout stays clean."""
+    for line in r.details.get("warnings", ()) if r.details else ():
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+
+
 def render_result(r: MarginResult) -> None:
     """Readable table of one result."""
     t = Table(title=f"{r.model} margin ({r.currency})", show_header=True)
@@ -68,8 +75,7 @@ def render_result(r: MarginResult) -> None:
     console.print(t)
     for line in r.details.get("assumptions", ()) if r.details else ():
         console.print(f"[dim]{line}[/]")
-    for line in r.details.get("warnings", ()) if r.details else ():
-        err_console.print(f"[yellow]warning:[/] {line}")
+    print_warnings(r)
     g = Table(title="Greeks by underlying (USD)")
     for c in ("underlying", "delta (coin)", "delta (USD)", "gamma", "vega/vol pt",
               "theta/day"):
@@ -171,12 +177,15 @@ def register(app: typer.Typer) -> None:
                "collateral_value_usd": w.collateral_value_usd, "equity_usd": w.equity_usd,
                "excess_over_initial_margin_usd": w.excess_over_initial_margin_usd,
                "excess_over_maintenance_margin_usd": w.excess_over_maintenance_margin_usd}
+        if r.details.get("warnings"):
+            out["warnings"] = list(r.details["warnings"])
         bad = all_finite(out)
         if bad:  # never published, in a table or in JSON
             raise MarginproofError(f"{bad}: the result is not a finite number; nothing printed")
         if json_out:
             print_json(out)
             return
+        print_warnings(r)
         t = Table(title=f"What-if on {acct.account_id} under {r.model} ({r.currency})")
         for c in ("measure", "before", "after", "change"):
             t.add_column(c, justify="left" if c == "measure" else "right")
@@ -223,6 +232,8 @@ def register(app: typer.Typer) -> None:
                          "worst_scenario": None if ws is None else ws.label,
                          "worst_loss": None if ws is None else ws.loss,
                          "params_hash": r.params_hash})
+            if r.details.get("warnings"):
+                rows[-1]["warnings"] = list(r.details["warnings"])
         if json_out:
             print_json({"portfolio": acct.account_id, "market_timestamp":
                         mkt.timestamp.isoformat(), "models": rows})
@@ -241,6 +252,10 @@ def register(app: typer.Typer) -> None:
             if "error" in row:
                 console.print(f"[yellow]{row['model']}[/]: no margin for this book: "
                               f"{row['error']}", highlight=False, soft_wrap=True)
+            for line in row.get("warnings", ()):
+                who = "" if line.startswith(f"{row['model']}:") else f"{row['model']}: "
+                err_console.print(f"[yellow]warning:[/] {who}{line}", highlight=False,
+                                  soft_wrap=True)
 
     @app.command()
     @handle_errors

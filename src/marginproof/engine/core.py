@@ -901,7 +901,7 @@ class MarginEngine:
     def _batch(self, seq: int, idx: IntArray, cause: str, ts: int) -> MarginBatch:
         return make_batch(self, seq, self.config.partition, idx, cause, ts, self.model.name,
                           self.model.params_hash, tuple(self.groups), self.books.ids_array(),
-                          self.components, self.factor_state_hash)
+                          self.components, self.factor_state_hash, self.held_reason)
 
     # -- queries ---------------------------------------------------------------------------------
     def held_reason(self, i: int) -> str:
@@ -964,13 +964,16 @@ class MarginEngine:
         return h.hexdigest()
 
     def snapshot_arrays(self) -> dict[str, Any]:
-        """Copies of the per-account arrays (for the web console: take under the lock)."""
+        """Copies of the per-account arrays and the hold reason of each held row (for the
+        web console: take under the lock)."""
         n = len(self.books)
         return {
             "ids": list(self.books.acc_ids), "groups": list(self.groups),
             "computed": self.computed[:n].copy(), "im": self.im[:n].copy(),
             "mm": self.mm[:n].copy(), "equity": self.equity[:n].copy(),
             "held": self.held[:n].copy(), "seq": self.updated_seq[:n].copy(),
+            "held_reasons": {i: self.held_reason(i) for i in np.flatnonzero(self.held[:n])
+                             .tolist()},
             "market_ts": self.market_ts[:n].copy(),
             "binding_group": self.binding_group[:n].copy(),
             "binding_scenario": self.binding_scenario[:n].copy(),

@@ -51,14 +51,19 @@ class _Arrays(Protocol):
 def make_batch(a: _Arrays, seq: int, partition: int, idx: IntArray, cause: str, ts: int,
                model: str, params_hash: str, groups: tuple[str, ...],
                ids: NDArray[np.object_], components: dict[str, NDArray[np.float64]],
-               factor_hash: str) -> MarginBatch:
-    """A :class:`MarginBatch` of rows ``idx`` read from the engine's arrays."""
+               factor_hash: str, held_reason: Callable[[int], str] | None = None
+               ) -> MarginBatch:
+    """A :class:`MarginBatch` of rows ``idx`` read from the engine's arrays; ``held_reason``
+    (engine row -> why it is held) is asked for the held rows only."""
     im, mm, eq = a.im[idx], a.mm[idx], a.equity[idx]
+    held = a.held[idx].copy()
+    reasons = ({} if held_reason is None else
+               {k: held_reason(int(idx[k])) for k in np.flatnonzero(held).tolist()})
     return MarginBatch(seq, partition, int(ts), model, params_hash, cause, ids, im.copy(),
-                       mm.copy(), eq.copy(), status_of(eq, im, mm), a.held[idx].copy(),
+                       mm.copy(), eq.copy(), status_of(eq, im, mm), held,
                        groups, a.binding_group[idx].copy(), a.binding_scenario[idx].copy(),
                        idx.copy(), {k: v[idx].copy() for k, v in components.items()},
-                       factor_hash)
+                       factor_hash, reasons)
 
 
 def status_events(a: _Arrays, batch: MarginBatch, partition: int,

@@ -299,6 +299,15 @@ class MarginBatch:
     components: Mapping[str, NDArray[np.float64]] = field(default_factory=dict)
     """Per component, the batch's values (shape (n,)), before the path-dependent steps."""
     factor_state_hash: str = ""
+    held_reasons: Mapping[int, str] = field(default_factory=dict)
+    """Why each held account is held (batch position -> reason, held rows only; see
+    ``MarginEngine.held_reason``)."""
+
+    def held_reason(self, i: int) -> str | None:
+        """Why the account at batch position ``i`` is held (None if it is not held)."""
+        if not bool(self.held[i]):
+            return None
+        return self.held_reasons.get(i) or "held"
 
     @cached_property
     def account_ids(self) -> tuple[str, ...]:
@@ -335,7 +344,7 @@ class MarginBatch:
             "initial_margin": float(self.initial_margin[i]),
             "maintenance_margin": float(self.maintenance_margin[i]),
             "equity": float(self.equity[i]), "status": STATUS_NAMES[int(self.status[i])],
-            "held": bool(self.held[i]),
+            "held": bool(self.held[i]), "held_reason": self.held_reason(i),
             "binding_underlying": (self.underlyings[int(self.binding_underlying_index[i])]
                                    if self.binding_underlying_index[i] >= 0 else ""),
             "binding_scenario": int(self.binding_scenario[i]),

@@ -41,6 +41,17 @@ if TYPE_CHECKING:
 FloatArray = NDArray[np.float64]
 HistoryProvider = Callable[[], MarketHistory]
 
+STALE_HISTORY_WARN_DAYS = 3
+"""A history whose last close is more than this many days before the as-of day ``T`` is
+stale: the result says so (``details["warnings"]``, one line on stderr in the CLI). Three days
+absorb a late daily close and a long weekend of a feed that only updates on working days."""
+
+DEFAULT_MAX_HISTORY_LAG_DAYS = 31
+"""Refusal limit on the history lag (days) when ``[risk] max_history_lag_days`` is absent: a
+larger lag raises ``InputError`` on ``market.timestamp`` (the margin would use volatility more
+than a month old). Underlyings whose recent vol is replaced by a bound live risk-factor state
+are exempt (:meth:`ScenarioRiskMixin.history_lag_days`)."""
+
 
 class ScenarioStore(Protocol):
     """Where a one-shot process keeps expensive scenario sets between runs (an adapter of the
@@ -527,24 +538,58 @@ class ScenarioRiskMixin(HistoryModel):
                                self.scaling).measure
         return float(sum(out.values())), out
 
+    @property
+    def max_history_lag_days(self) -> int:
+        """``[risk] max_history_lag_days``, else :data:`DEFAULT_MAX_HISTORY_LAG_DAYS`."""
+        v = self.risk_params.get("max_history_lag_days")
+        return DEFAULT_MAX_HISTORY_LAG_DAYS if v is None else int(v)
+
+    def live_vol_replaces_history(self, underlying: str) -> bool:
+        """Whether the bound live risk-factor state carries ``underlying``'s vols.
+
+        Then the vol level of the scenarios is the live EWMA (seeded from the history's last
+        forecast and updated by every sampled live index and ATM-IV move, see
+        :meth:`live_scales`), not the history's recent vol, so a history that ends before the
+        valuation day no longer freezes the margin's volatility: the lag limit does not apply
+        to that underlying (the engine and the service what-ifs on the engines' state).
+        """
+        f = self._factors
+        return f is not None and underlying in f.vols
+
     def history_lag_days(self, underlyings: tuple[str, ...], asof: np.datetime64) -> int:
         """Days between the as-of day and the last close of the stalest underlying.
 
-        With ``[risk] max_history_lag_days`` set, a larger lag raises ``InputError``: the
-        history feed is stale and the margin would silently use old volatility.
+        A lag above :attr:`max_history_lag_days` (``[risk] max_history_lag_days``, default
+        :data:`DEFAULT_MAX_HISTORY_LAG_DAYS`) raises ``InputError`` on ``market.timestamp``:
+        the history feed is stale and the margin would silently use old volatility. An
+        underlying whose vols come from a bound live state is exempt
+        (:meth:`live_vol_replaces_history`); its lag is still reported.
         """
         lag = 0
+        limit = self.max_history_lag_days
         for u in underlyings:
             s = self.history.close_series(u).upto(asof)
             if len(s) == 0:
                 raise InputError("market.timestamp", f"no {u} history on or before {asof}")
-            lag = max(lag, int((asof - s.dates[-1]).astype(int)))
-        limit = self.risk_params.get("max_history_lag_days")
-        if limit is not None and lag > int(limit):
-            raise InputError("market.timestamp",
-                             f"history is stale: last close {lag} days before the as-of day "
-                             f"{asof} (max_history_lag_days = {limit})")
+            lag_u = int((asof - s.dates[-1]).astype(int))
+            lag = max(lag, lag_u)
+            if lag_u > limit and not self.live_vol_replaces_history(u):
+                raise InputError("market.timestamp",
+                                 f"history is stale: the last {u} close ({s.dates[-1]}) is "
+                                 f"{lag_u} days before the as-of day {asof} "
+                                 f"(max_history_lag_days = {limit})")
         return lag
+
+    def history_lag_warning(self, underlyings: tuple[str, ...], lag: int,
+                            asof: np.datetime64) -> str | None:
+        """The one-line warning of a lag above :data:`STALE_HISTORY_WARN_DAYS` (else None)."""
+        if lag <= STALE_HISTORY_WARN_DAYS:
+            return None
+        live = bool(underlyings) and all(self.live_vol_replaces_history(u) for u in underlyings)
+        rule = ("vols from the live risk-factor state" if live else
+                f"refused above max_history_lag_days = {self.max_history_lag_days}")
+        return (f"stale history: the last close is {lag} days before the as-of day {asof} "
+                f"(warned above {STALE_HISTORY_WARN_DAYS} days; {rule})")
 
     def core_risk(self, book: ResolvedBook, asof: np.datetime64) -> CoreRisk:
         self.history_lag_days(book.underlyings, asof)

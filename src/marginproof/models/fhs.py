@@ -83,14 +83,16 @@ def build_scenario_result(model: ScenarioRiskMixin, book: Any, market: MarketSna
     )
     info = dict(core.sset.info)
     p = core.portfolio
+    asof = asof_date(market.timestamp)
+    lag = model.history_lag_days(book.underlyings, asof)
+    stale = model.history_lag_warning(book.underlyings, lag, asof)
     details: dict[str, Any] = {
         "asof_date": info.pop("asof", None),
         "method": info.pop("method", None),
         "scenario_set": info,
         "n_scenarios": len(core.sset),
         "mpor_days": model.mpor_days,
-        "history_lag_days": model.history_lag_days(book.underlyings,
-                                                   asof_date(market.timestamp)),
+        "history_lag_days": lag,
         "horizon_scaling": "overlapping" if core.sset.horizon_applied else "sqrt(h)",
         "measure": model.measure_name,
         "scaling": model.scaling,
@@ -100,6 +102,8 @@ def build_scenario_result(model: ScenarioRiskMixin, book: Any, market: MarketSna
         "risk_matrix": model.risk_matrix(book, core) if len(core.sset) else {},
     }
     details.update(extra_details)
+    if stale is not None:
+        details["warnings"] = [*details.get("warnings", ()), stale]
     return MarginResult(
         model=model.name, params_hash=model.params_hash, market_timestamp=market.timestamp,
         currency="USD", initial_margin=float(im), maintenance_margin=float(mm),

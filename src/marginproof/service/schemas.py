@@ -98,6 +98,9 @@ class MarginOut(BaseModel):
     equity: float
     status: Literal["ok", "margin_call", "liquidation"]
     held: bool
+    held_reason: str | None = None
+    """Why the margin is held (a degraded feed, an unpriced position and why, a model error);
+    null when it is not held."""
     binding: BindingOut
 
 

@@ -122,6 +122,14 @@ def _v3(blob: str) -> tuple[str, ...]:
     )
 
 
+def _v4() -> tuple[str, ...]:
+    return (
+        # why a held margin is held (``MarginEngine.held_reason``); NULL when it is not held,
+        # and on rows stored before this version
+        "ALTER TABLE margin_history ADD COLUMN held_reason TEXT",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "input log, margin history, events, offsets, accounts, keys, parameter changes",
@@ -137,6 +145,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "chained hash per input-log entry and engine snapshots (bounded recovery)",
         sqlite=_v3("BLOB"),
         postgres=_v3("BYTEA"),
+    ),
+    Migration(
+        4, "reason of a held margin in the margin history",
+        sqlite=_v4(),
+        postgres=_v4(),
     ),
 )
 

@@ -71,17 +71,22 @@ class SnapshotInfo:
 
 
 _HISTORY_COLS = ("account_id", "seq", "partition_id", "initial_margin", "maintenance_margin",
-                 "equity", "status", "held", "binding_underlying", "binding_scenario")
+                 "equity", "status", "held", "binding_underlying", "binding_scenario",
+                 "held_reason")
 
 
 def history_rows(batch: MarginBatch) -> list[tuple[Any, ...]]:
-    """Rows of ``margin_history`` for a batch (plain Python values)."""
+    """Rows of ``margin_history`` for a batch (plain Python values; ``held_reason`` None
+    unless the margin is held)."""
     n = len(batch)
+    reasons: list[str | None] = [None] * n
+    for i in batch.held.nonzero()[0].tolist():
+        reasons[i] = batch.held_reason(i)
     return list(zip(batch.account_ids, [batch.seq] * n, [batch.partition] * n,
                     batch.initial_margin.tolist(), batch.maintenance_margin.tolist(),
                     batch.equity.tolist(), batch.status.tolist(),
                     batch.held.astype(int).tolist(), batch.binding_underlying,
-                    batch.binding_scenario.tolist(), strict=True))
+                    batch.binding_scenario.tolist(), reasons, strict=True))
 
 
 class SqlRepository(ABC):
@@ -394,7 +399,7 @@ class SqlRepository(ABC):
     _MARGIN_SELECT = (
         "SELECT h.account_id, h.seq, h.initial_margin, h.maintenance_margin, h.equity, "
         "h.status, h.held, h.binding_underlying, h.binding_scenario, b.market_ts_ms, b.model, "
-        "b.params_hash, b.cause FROM margin_history h JOIN margin_batches b "
+        "b.params_hash, b.cause, h.held_reason FROM margin_history h JOIN margin_batches b "
         "ON b.partition_id = h.partition_id AND b.seq = h.seq WHERE h.account_id = ?")
 
     @staticmethod
@@ -404,7 +409,8 @@ class SqlRepository(ABC):
                 "status": STATUS_NAMES[int(r[5])], "held": bool(r[6]),
                 "binding_underlying": r[7] or None,
                 "binding_scenario": None if int(r[8]) < 0 else int(r[8]),
-                "market_ts_ms": int(r[9]), "model": r[10], "params_hash": r[11], "cause": r[12]}
+                "market_ts_ms": int(r[9]), "model": r[10], "params_hash": r[11], "cause": r[12],
+                "held_reason": r[13] if r[6] else None}  # None too on rows before v4
 
     def latest_margin(self, account_id: str) -> dict[str, Any] | None:
         with self._tx() as cur:

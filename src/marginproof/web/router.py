@@ -219,7 +219,9 @@ def account_detail(account_id: str, principal: PrincipalDep,
         "explanation": None, "explanation_error": None}
     snap = container.market()
     if positions and snap is not None:
-        model = container.engine_model()
+        # the model in force bound to the engines' live risk factors: the figure the engine
+        # computes (a history model alone refuses a market long after its history ends)
+        model = container.live_model()
         try:
             book = resolve(Portfolio.of(positions), snap)
             out["explanation"] = views.explain(model.margin(Portfolio.of(positions), snap),

@@ -97,6 +97,8 @@ def snapshot_rows(snap: Mapping[str, Any]) -> list[dict[str, Any]]:
             "params_hash": snap["params_hash"], "initial_margin": float(im[i]),
             "maintenance_margin": float(mm[i]), "equity": float(eq[i]),
             "status": STATUS_NAMES[int(status[i])], "held": bool(snap["held"][i]),
+            "held_reason": (snap.get("held_reasons", {}).get(i) or "held")
+            if snap["held"][i] else None,
             "binding_underlying": und, "binding_scenario": j,
             "components": {k: float(v[i]) for k, v in sorted(snap["components"].items())
                            if v[i] != 0.0},

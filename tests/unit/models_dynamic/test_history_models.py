@@ -141,20 +141,62 @@ def test_bad_parameters_name_the_field(section: str, key: str, value: object) ->
     assert section in exc.value.field
 
 
-def test_stale_history_is_reported_and_can_be_refused() -> None:
+def test_stale_history_is_refused_by_default_and_the_limit_is_a_parameter() -> None:
     from datetime import UTC, datetime
 
     from marginproof.market.snapshot import MarketSnapshot
+    from marginproof.models._history import DEFAULT_MAX_HISTORY_LAG_DAYS
 
     mkt = MarketSnapshot(datetime(2026, 11, 25, tzinfo=UTC), {"BTC": 90_000.0})
     pf = Portfolio.of({"BTC_USDT": 1.0})
-    r = FHSModel(history=shipped_history()).margin(pf, mkt)
-    assert r.details["history_lag_days"] == 192  # data end 2026-05-16, as-of 2026-11-24
-    p = load_toml(config_dir() / "models" / "fhs.toml")
-    p["risk"]["max_history_lag_days"] = 3
-    with pytest.raises(InputError) as exc:
-        FHSModel(p, history=shipped_history()).margin(pf, mkt)
+    with pytest.raises(InputError) as exc:  # data end 2026-05-16, as-of 2026-11-24
+        FHSModel(history=shipped_history()).margin(pf, mkt)
     assert exc.value.field == "market.timestamp" and "stale" in exc.value.message
+    assert f"max_history_lag_days = {DEFAULT_MAX_HISTORY_LAG_DAYS}" in exc.value.message
+    p = load_toml(config_dir() / "models" / "fhs.toml")
+    assert "max_history_lag_days" not in p["risk"]  # the shipped file keeps the code default
+    p["risk"]["max_history_lag_days"] = 365
+    r = FHSModel(p, history=shipped_history()).margin(pf, mkt)
+    assert r.details["history_lag_days"] == 192
+    assert "192 days" in r.details["warnings"][0]
+    p["risk"]["max_history_lag_days"] = 3
+    few = MarketSnapshot(datetime(2026, 5, 22, tzinfo=UTC), {"BTC": 90_000.0})  # lag 5
+    with pytest.raises(InputError) as exc:
+        FHSModel(p, history=shipped_history()).margin(pf, few)
+    assert exc.value.field == "market.timestamp" and "= 3)" in exc.value.message
+    r = FHSModel(history=shipped_history()).margin(pf, few)
+    assert r.details["history_lag_days"] == 5 and len(r.details["warnings"]) == 1
+    p["risk"]["max_history_lag_days"] = -1
+    with pytest.raises(InputError) as exc:
+        FHSModel(p, history=shipped_history())
+    assert exc.value.field == "params.risk.max_history_lag_days"
+
+
+@pytest.mark.parametrize("cls", [FHSModel, DynamicModel])
+def test_live_vols_exempt_an_underlying_from_the_lag_limit(cls: Any) -> None:
+    """Bound to a live state that carries BTC's vols (the engine's), the model margins a
+    market past the limit: the live EWMA replaces the stale history's recent vol."""
+    from datetime import UTC, datetime
+
+    from marginproof.market.snapshot import MarketSnapshot
+    from marginproof.risk.live import RiskFactorState, UnderlyingVol
+
+    mkt = MarketSnapshot(datetime(2026, 11, 25, tzinfo=UTC), {"BTC": 90_000.0, "ETH": 3_000.0})
+    model = cls(history=shipped_history())
+    asof = np.datetime64("2026-11-24")
+    s, iv = model.daily_vols("BTC", asof) if cls is FHSModel else \
+        model.core_model.daily_vols("BTC", asof)
+    vol = UnderlyingVol(1.5 * s, iv, s, iv, str(asof), 0, 90_000.0)
+    state = RiskFactorState(int(mkt.timestamp.timestamp() * 1000), 3_600_000, 0.94,
+                            {"BTC": vol})
+    live = model.with_factors(state)
+    r = live.margin(Portfolio.of({"BTC-PERPETUAL": 100_000.0}), mkt)
+    assert r.initial_margin > 0.0 and r.details["history_lag_days"] == 192
+    assert "live risk-factor state" in r.details["warnings"][0]
+    with pytest.raises(InputError):  # ETH has no live vols in the state
+        live.margin(Portfolio.of({"BTC-PERPETUAL": 100_000.0, "ETH_USDC-PERPETUAL": 1.0}), mkt)
+    with pytest.raises(InputError):
+        model.margin(Portfolio.of({"BTC-PERPETUAL": 100_000.0}), mkt)
 
 
 def test_empty_portfolio_has_zero_margin(fhs_model: FHSModel, demo: Any) -> None:

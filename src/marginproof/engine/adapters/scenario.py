@@ -128,6 +128,9 @@ class ScenarioAdapter(LiveAdapter):
         error = ""
         sigma: dict[str, float] = {}
         try:
+            # the stale-history limit: the bound model exempts the underlyings whose vols the
+            # live state carries (its EWMA replaces the history's recent vol), so the engine
+            # keeps margining after the history ends; an unseeded underlying is still refused
             self.core.history_lag_days(unds, asof)
             core = self.m.core_set(unds, asof)
             names.append("core")

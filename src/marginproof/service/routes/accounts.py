@@ -44,6 +44,7 @@ def margin_out(container: Any, row: dict[str, Any]) -> MarginOut:
         model=row["model"], params_hash=row["params_hash"], cause=row["cause"],
         initial_margin=row["initial_margin"], maintenance_margin=row["maintenance_margin"],
         equity=row["equity"], status=row["status"], held=row["held"],
+        held_reason=row.get("held_reason") if row["held"] else None,
         binding=BindingOut(underlying=und, scenario_index=j, scenario_label=label))
 
 

@@ -28,7 +28,8 @@ function headline(m) {
     stat("Maintenance margin", `${fmtUsd(m.maintenance_margin)} USD`),
     stat("Equity", `${fmtUsd(m.equity)} USD`),
     stat("Utilisation", fmtPct(u)),
-    stat("Status", statusBadge(m.status, m.held)),
+    stat("Status", statusBadge(m.status, m.held, m.held_reason),
+      m.held && m.held_reason ? h("span", { class: "stat-sub held-reason" }, `held: ${m.held_reason}`) : null),
     stat("Log seq", String(m.seq), h("span", { class: "stat-sub" }, `market ${fmtTime(m.market_ts_ms)}`)));
 }
 
@@ -57,7 +58,7 @@ function historyPanel() {
       { key: "initial_margin", label: "IM (USD)", num: true, render: (r) => fmtUsd(r.initial_margin) },
       { key: "maintenance_margin", label: "MM (USD)", num: true, render: (r) => fmtUsd(r.maintenance_margin) },
       { key: "equity", label: "Equity (USD)", num: true, render: (r) => fmtUsd(r.equity) },
-      { key: "status", label: "Status", render: (r) => statusBadge(r.status, r.held) },
+      { key: "status", label: "Status", render: (r) => statusBadge(r.status, r.held, r.held_reason) },
     ], rows.slice().reverse().slice(0, 200)))));
   return sec;
 }

@@ -92,7 +92,7 @@ function render() {
       h("td", { class: "num" }, fmtUsd(r.initial_margin)),
       h("td", { class: "num" }, fmtUsd(r.maintenance_margin)),
       h("td", { class: "num" }, fmtUsd(r.equity)),
-      h("td", {}, statusBadge(r.status, r.held)),
+      h("td", {}, statusBadge(r.status, r.held, r.held_reason)),
       h("td", {}, r.binding_label || "–"),
       h("td", { class: "num" }, String(r.seq)));
   });

@@ -67,8 +67,16 @@ export function statusText(s) {
   return { ok: "OK", margin_call: "Margin call", liquidation: "Liquidation" }[s] || s;
 }
 
-export function statusBadge(s, held) {
-  return h("span", { class: `badge status-${s}` }, statusText(s), held ? " (held)" : null);
+// Why a held margin is held, cut to a badge-sized text (the full reason goes in the title)
+export function heldText(reason, max = 48) {
+  const r = reason || "held";
+  return r.length <= max ? r : `${r.slice(0, max - 1)}…`;
+}
+
+export function statusBadge(s, held, reason) {
+  const why = held && reason ? reason : null;
+  return h("span", { class: `badge status-${s}`, title: why }, statusText(s),
+    held ? (why ? ` (held: ${heldText(why)})` : " (held)") : null);
 }
 
 // A sortable, captioned data table: columns [{key, label, num, render}]
