@@ -154,12 +154,18 @@ def check_entry(entries: Sequence[LogEntry], entry: LogEntry) -> None:
     elif entry.kind in ("positions", "balances"):
         ids = [a["account"] for a in entry.body["accounts"]]
         if entry.kind == "positions":
+            market = None
+            if st.market is not None:
+                scale = parse_params(st.params).price_scale if st.params is not None else None
+                market = market_from_body(st.market, *(() if scale is None else (scale,)))
             for a in entry.body["accounts"]:
                 for i, line in enumerate(a["positions"]):
                     name = line.get("instrument") if isinstance(line, Mapping) else None
-                    parse_instrument(name if isinstance(name, str) else "",
-                                     f"{where}.body.accounts.{a['account']}.positions[{i}]"
-                                     ".instrument")
+                    f = f"{where}.body.accounts.{a['account']}.positions[{i}].instrument"
+                    parse_instrument(name if isinstance(name, str) else "", f)
+                    if market is not None:  # priceable on the market in force (else the cut
+                        # could not margin it; a later market entry must come first)
+                        _check_priceable(str(name), market, f)
         if st.params is None:
             return  # scales are declared by the params entry: checked again at the cut
         params = parse_params(st.params)
@@ -171,6 +177,17 @@ def check_entry(entries: Sequence[LogEntry], entry: LogEntry) -> None:
                     raise InputError(f"{where}.body.accounts.{acc.account_id}.balances.{asset}",
                                      f"{atoms} atoms is beyond the committable range "
                                      f"(|balance| < 2^62 atoms)")
+
+
+def _check_priceable(name: str, market: Any, field: str) -> None:
+    from marginproof.instruments.portfolio import Portfolio
+    from marginproof.instruments.resolved import resolve
+
+    try:
+        resolve(Portfolio.of({name: 1.0}), market)
+    except InputError as exc:
+        raise InputError(field, f"{name}: {exc.message} (not priceable on the logged "
+                                "market)") from None
 
 
 def compute_epoch(entries: Sequence[LogEntry], epoch: int, ep_secret: bytes,

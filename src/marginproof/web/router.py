@@ -221,7 +221,7 @@ def account_detail(account_id: str, principal: PrincipalDep,
     if positions and snap is not None:
         # the model in force bound to the engines' live risk factors: the figure the engine
         # computes (a history model alone refuses a market long after its history ends)
-        model = container.live_model()
+        model = container.engine_model()
         try:
             book = resolve(Portfolio.of(positions), snap)
             out["explanation"] = views.explain(model.margin(Portfolio.of(positions), snap),
