@@ -158,3 +158,70 @@ def test_builder_refuses_out_of_range_values_before_any_cast(depth: int,
                 build_sum_tree(FORMAT_V2, bytes(32), tags, arr)
             except InputError as exc:  # only a sum beyond the v2 capacity may be refused
                 assert "2^64-1" in exc.message
+
+
+# -- unknown fields, at any level, even under the operator's own signature -------------------
+def _dict_paths(obj: object, path: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+    """Every path to a dict inside ``obj`` (lists entered by index)."""
+    out = []
+    if isinstance(obj, dict):
+        out.append(path)
+        for k, v in obj.items():
+            out += _dict_paths(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _dict_paths(v, (*path, i))
+    return out
+
+
+def _at(obj: object, path: tuple) -> dict:  # type: ignore[type-arg]
+    for p in path:
+        obj = obj[p]  # type: ignore[index]
+    assert isinstance(obj, dict)
+    return obj
+
+
+@pytest.fixture(scope="module")
+def private_epoch():  # type: ignore[no-untyped-def]
+    from tests.unit.proofs.helpers import tiny_epoch, tiny_log
+
+    log = tiny_log(6, privacy=True)
+    res, signed = tiny_epoch(log)
+    return log, res, signed
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_an_unknown_field_anywhere_in_a_proof_is_refused(private_epoch, data) -> None:  # type: ignore[no-untyped-def]
+    import copy
+    import json
+
+    from marginproof.proofs.inclusion import load_proof_bytes
+
+    log, res, _ = private_epoch
+    aid = data.draw(st.sampled_from(sorted(res.account_ids)))
+    obj = json.loads(res.proof_for(aid, log.ep_secret).to_json())
+    paths = _dict_paths(obj)
+    path = data.draw(st.sampled_from(paths))
+    bad = copy.deepcopy(obj)
+    _at(bad, path)[data.draw(st.sampled_from(["x", "extra", "note", "_"]))] = "1"
+    with pytest.raises((InputError, VerificationError)):
+        load_proof_bytes(json.dumps(bad, separators=(",", ":"), sort_keys=True).encode())
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_an_unknown_field_anywhere_in_a_record_is_refused_even_when_re_signed(
+        private_epoch, data) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    from marginproof.proofs.records import parse_record, sign_record
+
+    log, _, signed = private_epoch
+    rec = signed["record"]
+    path = data.draw(st.sampled_from(_dict_paths(rec)))
+    bad = copy.deepcopy(rec)
+    _at(bad, path)[data.draw(st.sampled_from(["x", "extra", "note"]))] = "1"
+    forged = sign_record(bad, log.operator)  # the attacker holds the operator key
+    with pytest.raises((InputError, VerificationError)):
+        parse_record(forged, "record")

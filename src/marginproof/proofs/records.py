@@ -99,8 +99,11 @@ def parse_record(signed: Any, where: str = "record") -> RecordView:
         raise InputError(f"{where}.record.root.sums", f"must list {len(fields)} sums")
     sums = tuple(parse_uint(s, f"{where}.record.root.sums[{i}]", max_value=fmt.sum_max)
                  for i, s in enumerate(root["sums"]))
-    if not isinstance(rec["totals"], dict):
-        raise InputError(f"{where}.record.totals", "must be an object")
+    if not isinstance(rec["totals"], dict) or set(rec["totals"]) != set(fields):
+        raise InputError(f"{where}.record.totals", "must be an object with exactly the "
+                                                   "header's fields")
+    for f, v in rec["totals"].items():
+        parse_uint(v, f"{where}.record.totals.{f}", max_value=fmt.sum_max)
     parse_hex32(signed["key_id"], f"{where}.key_id")
     parse_hex(signed["sig"], f"{where}.sig", 64)
     prev = h["prev_record_hash"]

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from marginproof.errors import InputError
 from marginproof.proofs import merklelog
 from marginproof.proofs.encoding import canon
 from marginproof.proofs.epoch import EngineInfo, compute_epoch, replay_epoch
@@ -61,7 +62,7 @@ def test_every_account_proof_verifies_against_the_signed_record(log3) -> None:
 
 def test_record_signature_and_totals_are_checked(log3, records) -> None:
     bad = copy.deepcopy(records[0])
-    bad["record"]["totals"]["coll"] = "1"
+    bad["record"]["totals"]["assets"] = "1"
     with pytest.raises(VerificationError) as e:
         verify_record(bad, _keys(log3))
     assert e.value.code == "record.sig"
@@ -69,6 +70,11 @@ def test_record_signature_and_totals_are_checked(log3, records) -> None:
     with pytest.raises(VerificationError) as e:
         verify_record(resigned, _keys(log3))
     assert e.value.code == "record.totals"
+    extra = copy.deepcopy(records[0])
+    extra["record"]["totals"]["coll"] = "1"  # a total the header does not list
+    with pytest.raises(InputError) as ie:
+        verify_record(sign_record(extra["record"], log3.operator), _keys(log3))
+    assert ie.value.field == "record.record.totals"
 
 
 def test_log_audit_passes_and_detects_rewrites_forks_and_truncation(log3, records) -> None:

@@ -474,7 +474,10 @@ export async function parseRecord(signed, where = "record") {
     throw bad(`${where}.record.root.sums`, `must list ${fields.length} sums`);
   }
   const rootSums = root.sums.map((s, i) => parseUint(s, `${where}.record.root.sums[${i}]`, fmt.sumMax));
-  if (!isObj(rec.totals)) throw bad(`${where}.record.totals`, "must be an object");
+  if (!isObj(rec.totals) || !sameKeys(rec.totals, fields)) {
+    throw bad(`${where}.record.totals`, "must be an object with exactly the header's fields");
+  }
+  for (const [f, v] of Object.entries(rec.totals)) parseUint(v, `${where}.record.totals.${f}`, fmt.sumMax);
   parseHex32(signed.key_id, `${where}.key_id`);
   parseHexN(signed.sig, `${where}.sig`, 64);
   if (h.prev_record_hash !== null) parseHex32(h.prev_record_hash, `${where}.record.header.prev_record_hash`);
