@@ -361,7 +361,8 @@ def register(app: typer.Typer) -> None:
             audit = evidence(audit_epoch_log, recs, heads, trusted, known)
             if input_log:
                 entries = evidence(store.entries)
-                evidence(replay_entries, entries)
+                # the input log's genesis must be the pinned key too (not only the records)
+                evidence(lambda: replay_entries(entries, trusted_operator=trust))
                 for r in recs:
                     v = evidence(parse_record, r)
                     cut = evidence(find_cut, entries, v.epoch)
