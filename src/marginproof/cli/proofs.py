@@ -182,10 +182,11 @@ def register(app: typer.Typer) -> None:
 
             n = int(example_flag.read_text().split("=")[1])
             ex = example_epoch(epoch, n)
-            if epoch == 1 and parse_params(entries[1].body).uses_randomness:
+            logged = parse_params(entries[1].body)
+            if epoch == 1 and logged.uses_randomness:
                 # the committed path's Monte Carlo scenarios are seeded from a logged entry
                 # the epoch header pins, never from the parameter file's own seed
-                writer.append_recalibration(parse_params(entries[1].body).model_name,
+                writer.append_recalibration(logged.model_name,
                                             "example log: scenario set for the first epoch")
             writer.append_market(ex.market)
             writer.append_positions(ex.positions)

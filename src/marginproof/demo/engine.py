@@ -20,11 +20,13 @@ from marginproof.bus.base import Message
 from marginproof.bus.inprocess import InProcessBus
 from marginproof.engine.core import EngineConfig, EngineOutput
 from marginproof.engine.events import LiquidationSignal, MarginCall
-from marginproof.feeds.replay import replay_day
+from marginproof.feeds.replay import ReplayDay, replay_day
 from marginproof.models.registry import get_model
 from marginproof.service.runner import EngineRunner
 from marginproof.service.workload import synthetic_accounts
+from marginproof.storage.base import NewEntry
 from marginproof.storage.factory import open_repository
+from marginproof.storage.sql import SqlRepository
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,7 @@ def _call_row(ev: MarginCall | LiquidationSignal) -> dict[str, Any]:
 async def _run(db_path: Path, date: str, n_accounts: int, model: str) -> EngineDemoSummary:
     repo = open_repository(f"sqlite:///{db_path}")
     day = replay_day(date, ("BTCUSDT", "ETHUSDT"))
-    repo.append([day.seed_entry()])
-    entries = synthetic_accounts(n_accounts, day.market)
-    for i in range(0, len(entries), 1000):
-        repo.append(entries[i:i + 1000])
+    entries = append_day_and_accounts(repo, day, n_accounts)
     ticks = day.tick_entries()
     for t in ticks:
         repo.append([t])
@@ -109,6 +108,17 @@ async def _run(db_path: Path, date: str, n_accounts: int, model: str) -> EngineD
     return EngineDemoSummary(str(db_path), repo.last_seq(), processed, len(ticks), len(ids),
                              dict(counts), repo.history_digest(), top, eng.model.name,
                              eng.model.params_hash, eng.factor_state_hash, calls, recal[0])
+
+
+def append_day_and_accounts(repo: SqlRepository, day: ReplayDay, n_accounts: int
+                            ) -> list[NewEntry]:
+    """Append ``day``'s opening market and ``n_accounts`` synthetic accounts to the log; the
+    account entries."""
+    repo.append([day.seed_entry()])
+    entries = synthetic_accounts(n_accounts, day.market)
+    for i in range(0, len(entries), 1000):
+        repo.append(entries[i:i + 1000])
+    return entries
 
 
 def run_engine_demo(db_path: Path, date: str = "2022-04-15", n_accounts: int = 2_000,

@@ -27,16 +27,12 @@ def demo_settings(s: Settings, date: str = DEMO_DATE, speed: float = 120.0) -> S
 def seed_demo(repo: SqlRepository, date: str = DEMO_DATE, n_accounts: int = 200) -> int:
     """Seed the log with the day's opening market and ``n_accounts`` synthetic accounts if it
     holds no account; the number of accounts added (0 when the log had accounts)."""
+    from marginproof.demo.engine import append_day_and_accounts
     from marginproof.feeds.replay import replay_day
-    from marginproof.service.workload import synthetic_accounts
 
     if repo.list_accounts(limit=1):
         return 0
-    day = replay_day(date, ("BTCUSDT", "ETHUSDT"))
-    repo.append([day.seed_entry()])
-    entries = synthetic_accounts(n_accounts, day.market)
-    for i in range(0, len(entries), 1000):
-        repo.append(entries[i:i + 1000])
+    entries = append_day_and_accounts(repo, replay_day(date, ("BTCUSDT", "ETHUSDT")), n_accounts)
     # listed by GET /accounts and the console like accounts created through the API
     repo.upsert_accounts([str(e.body["account_id"]) for e in entries], wall_clock_ms())
     return len(entries)

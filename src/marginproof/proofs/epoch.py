@@ -146,29 +146,32 @@ def check_entry(entries: Sequence[LogEntry], entry: LogEntry) -> None:
 
     st = replay_entries([*entries, entry])
     where = f"input_log[{entry.seq}]"
+    params = parse_params(st.params) if st.params is not None else None
+    scale = () if params is None else (params.price_scale,)
     if entry.kind == "params":
-        parse_params(entry.body)
-    elif entry.kind == "market":
-        scale = parse_params(st.params).price_scale if st.params is not None else None
-        market_from_body(entry.body, *(() if scale is None else (scale,)))
+        return  # parsed above (it is the params in force now)
+    if entry.kind == "market":
+        market_from_body(entry.body, *scale)
     elif entry.kind in ("positions", "balances"):
         ids = [a["account"] for a in entry.body["accounts"]]
         if entry.kind == "positions":
-            market = None
-            if st.market is not None:
-                scale = parse_params(st.params).price_scale if st.params is not None else None
-                market = market_from_body(st.market, *(() if scale is None else (scale,)))
+            market = None if st.market is None else market_from_body(st.market, *scale)
+            # each distinct name once (a venue's books share a small instrument universe)
+            checked: set[str] = set()
             for a in entry.body["accounts"]:
                 for i, line in enumerate(a["positions"]):
                     name = line.get("instrument") if isinstance(line, Mapping) else None
+                    name = name if isinstance(name, str) else ""
+                    if name in checked:
+                        continue
                     f = f"{where}.body.accounts.{a['account']}.positions[{i}].instrument"
-                    parse_instrument(name if isinstance(name, str) else "", f)
+                    parse_instrument(name, f)
                     if market is not None:  # priceable on the market in force (else the cut
                         # could not margin it; a later market entry must come first)
-                        _check_priceable(str(name), market, f)
-        if st.params is None:
+                        _check_priceable(name, market, f)
+                    checked.add(name)
+        if params is None:
             return  # scales are declared by the params entry: checked again at the cut
-        params = parse_params(st.params)
         accts = account_inputs({a: st.positions[a] for a in ids if a in st.positions},
                                {a: st.balances[a] for a in ids if a in st.balances}, params)
         for acc in accts:

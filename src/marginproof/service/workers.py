@@ -338,10 +338,7 @@ class _ProcessWorkers:
                 return []
             taken, self._idle = self._idle, []
             while self._started < self._n:
-                w = _Worker(self._ctx)
-                taken.append(w)
-                self._all.add(w)
-                self._started += 1
+                taken.append(self._spawn_locked())
         data = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
         sent = []
         for w in taken:
@@ -375,22 +372,9 @@ class _ProcessWorkers:
                 self._started -= 1
                 w.close()
             if self._started < self._n:
-                self._started += 1
-                start = True
-            else:
-                start = False
-                fut: asyncio.Future[_Worker] = loop.create_future()
-                self._waiters.append((loop, fut))
-        if start:
-            try:
-                w = _Worker(self._ctx)
-            except BaseException:
-                with self._lock:
-                    self._started -= 1
-                raise
-            with self._lock:
-                self._all.add(w)
-            return w
+                return self._spawn_locked()
+            fut: asyncio.Future[_Worker] = loop.create_future()
+            self._waiters.append((loop, fut))
         try:
             return await fut
         except asyncio.CancelledError:
@@ -414,14 +398,11 @@ class _ProcessWorkers:
                     if self._closed:
                         loop.call_soon_threadsafe(_fail, fut)
                         continue
-                    self._started += 1
                     try:
-                        w = _Worker(self._ctx)
+                        w = self._spawn_locked()
                     except BaseException:  # noqa: BLE001 - cannot start: that waiter fails
-                        self._started -= 1
                         loop.call_soon_threadsafe(_fail, fut)
                         continue
-                    self._all.add(w)
                 loop.call_soon_threadsafe(_hand_over, fut, w, self)
                 return
             if w is not None:
@@ -471,6 +452,13 @@ class _ProcessWorkers:
             raise BrokenProcessPool(f"a worker process died: {exc!r}") from None
         loop.add_reader(fd, on_readable)
         return out
+
+    def _spawn_locked(self) -> _Worker:
+        """Start one worker and count it (the caller holds ``_lock``)."""
+        w = _Worker(self._ctx)
+        self._all.add(w)
+        self._started += 1
+        return w
 
     def _forget(self, w: _Worker) -> None:
         with self._lock:
