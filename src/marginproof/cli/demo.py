@@ -36,19 +36,22 @@ def _engine_stage(db: Path, accounts: int, model: str) -> None:
     calls = s.calls or []
     if calls:
         ct = Table(title=f"Margin calls and liquidations ({len(calls)}), USD: IM = core + APC + "
-                   "stress + add-ons", box=box.SIMPLE_HEAD, padding=(0, 1))
-        for col in ("account", "event", "IM", "equity", "core", "APC", "stress",
-                    "add-ons"):
-            ct.add_column(col, justify="left" if col in ("account", "event")
-                          else "right", no_wrap=True, min_width=len(col))
+                   "stress + add-ons", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        cols = ("account", "event", "IM", "equity", "core", "APC", "stress", "add-ons")
+        rows = []
         for call in calls[:12]:
             comp: dict[str, float] = dict(call["components"])
             add = sum(comp.get(k, 0.0) for k in ("liquidity", "concentration", "funding"))
             ev = "call" if call["type"] == "margin_call" else "liq."
-            ct.add_row(call["account_id"], f"{ev}/{str(call['cause']).split('+')[0]}",
-                       _k(call["initial_margin"]), _k(call["equity"]), _k(comp.get("core", 0.0)),
-                       _k(comp.get("apc_adjustment", 0.0)), _k(comp.get("stress_floor", 0.0)),
-                       _k(add))
+            rows.append((call["account_id"], f"{ev}/{str(call['cause']).split('+')[0]}",
+                         _k(call["initial_margin"]), _k(call["equity"]),
+                         _k(comp.get("core", 0.0)), _k(comp.get("apc_adjustment", 0.0)),
+                         _k(comp.get("stress_floor", 0.0)), _k(add)))
+        for j, col in enumerate(cols):  # every cell whole: no "..." cut on 80 columns
+            ct.add_column(col, justify="left" if j < 2 else "right", no_wrap=True,
+                          min_width=max([len(col)] + [len(r[j]) for r in rows]))
+        for r in rows:
+            ct.add_row(*r)
         console.print(ct)
         if len(calls) > 12:
             console.print(f"... and {len(calls) - 12} more")
